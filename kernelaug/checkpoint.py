@@ -1,0 +1,108 @@
+"""Models on disk: one safetensors file, its metadata holding the config and training provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from . import pretrained
+from .models import BlurModel, build_model, config_from_dict, config_to_dict
+
+FORMAT = "kernelaug.model"
+FORMAT_VERSION = 1
+
+
+def model_sha256(model: BlurModel) -> str:
+    """SHA-256 of the weights (names, dtypes, shapes, bytes): identifies a model independently of metadata."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_model(model: BlurModel, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write ``model`` atomically (temporary file, then rename) so a crash never leaves half a file."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(config_to_dict(model.config)),
+        "provenance": json.dumps(provenance or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(config dict, provenance dict) of a model file, without loading the weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or not a model?): {error}") from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is a safetensors file but not a kernelaug model (metadata format "
+                         f"{metadata.get('format')!r}, expected {FORMAT!r})")
+    version = int(metadata.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has model format version {version}; this kernelaug reads up to "
+                         f"{FORMAT_VERSION}: upgrade kernelaug")
+    try:
+        config = json.loads(metadata["config"])
+        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} has damaged model metadata: {error}") from None
+    return config, provenance
+
+
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> BlurModel:
+    """Rebuild a model from a ``.safetensors`` file or a pretrained name (e.g. ``"synth-small"``).
+
+    The returned model is in eval mode and carries ``.provenance``, ``.source`` and ``.sha256``.
+    """
+    path = Path(path_or_name)
+    if not path.is_file() and not str(path_or_name).endswith(".safetensors"):
+        path = pretrained.resolve_model(str(path_or_name))
+    config_dict, provenance = read_metadata(path)
+    try:
+        config = config_from_dict(config_dict)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    model = build_model(config)
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = set(handle.keys())
+            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
+            if missing or unexpected:
+                raise ValueError(f"{path} does not match its own config: missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]}")
+            state = {}
+            for name in expected:
+                tensor = handle.get_tensor(name)
+                if tensor.shape != expected[name].shape:
+                    raise ValueError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the config "
+                                     f"implies {tuple(expected[name].shape)}")
+                state[name] = tensor
+    except SafetensorError as error:
+        raise ValueError(f"{path} is damaged (truncated?): {error}") from None
+    model.load_state_dict(state)
+    model.provenance = provenance
+    model.source = str(path)
+    model.sha256 = model_sha256(model)
+    return model.to(device).eval()

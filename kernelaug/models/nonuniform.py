@@ -1,0 +1,57 @@
+"""Spatially varying convolution: one PSF per grid cell, blended smoothly between cell centres.
+
+Each cell's PSF is applied by FFT to a window twice the cell's size around it; the results are
+weighted by bilinear ("tent") weights that peak at the cell's centre and sum to one at every pixel,
+then overlap-added. Cost and memory grow linearly with the number of pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cell_weights(cells: int, cell: int, device=None, dtype=None) -> torch.Tensor:
+    """1-D blending weights, shape (cells, 2 * cell): cell i's weight over the pixels
+    [(i - 0.5) * cell, (i + 1.5) * cell). Weights of all cells sum to 1 at every image pixel."""
+    length = cells * cell
+    t = (torch.arange(length, device=device, dtype=torch.float64) + 0.5) / cell - 0.5
+    lower = torch.floor(t)
+    frac = t - lower
+    lower = lower.long()
+    full = torch.zeros(cells, length, device=device, dtype=torch.float64)
+    pixels = torch.arange(length, device=device)
+    full.index_put_((lower.clamp(0, cells - 1), pixels), 1 - frac, accumulate=True)
+    full.index_put_(((lower + 1).clamp(0, cells - 1), pixels), frac, accumulate=True)
+    padded = F.pad(full, (cell // 2, cell // 2))  # windows start half a cell before each cell
+    windows = padded.unfold(1, 2 * cell, cell)  # (cells, windows, 2 * cell): keep window i of cell i
+    index = torch.arange(cells, device=device)
+    return windows[index, index].to(dtype or torch.float32)
+
+
+def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch.Tensor:
+    """Blur ``image`` (B, C, H, W) with per-cell PSFs ``psfs`` (B, H/cell, W/cell, K, K), K odd.
+
+    Convolution (not correlation): a point of light at p becomes the PSF centred at p.
+    Borders are extended by replication.
+    """
+    batch, channels, height, width = image.shape
+    rows, cols, size = psfs.shape[1], psfs.shape[2], psfs.shape[-1]
+    if rows * cell != height or cols * cell != width or cell % 2:
+        raise ValueError(f"PSF grid {rows}x{cols} with cell {cell} does not tile a {height}x{width} image")
+    radius = size // 2
+    window = 2 * cell + 2 * radius
+    pad = cell // 2 + radius
+    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate")
+    windows = padded.unfold(2, window, cell).unfold(3, window, cell)  # B, C, rows, cols, win, win
+    spectrum = torch.fft.rfft2(windows, s=(window, window))
+    kernel_spectrum = torch.fft.rfft2(psfs.to(image.dtype), s=(window, window)).unsqueeze(1)
+    blurred = torch.fft.irfft2(spectrum * kernel_spectrum, s=(window, window))
+    blurred = blurred[..., 2 * radius:, 2 * radius:]  # the valid part: B, C, rows, cols, 2cell, 2cell
+    weight_rows = cell_weights(rows, cell, image.device, image.dtype)
+    weight_cols = cell_weights(cols, cell, image.device, image.dtype)
+    blurred = blurred * weight_rows[:, None, :, None] * weight_cols[None, :, None, :]
+    columns = blurred.permute(0, 1, 4, 5, 2, 3).reshape(batch, channels * 4 * cell * cell, rows * cols)
+    out = F.fold(columns, output_size=(height + cell, width + cell), kernel_size=2 * cell, stride=cell)
+    half = cell // 2
+    return out[..., half:half + height, half:half + width]

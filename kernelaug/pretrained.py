@@ -1,0 +1,70 @@
+"""Models and banks the project trained itself, shipped in ``pretrained/``: entries are data.
+
+Files are found, in order, under ``$KERNELAUG_PRETRAINED``, the ``pretrained/`` folder of a source
+checkout (editable installs), and ``<prefix>/share/kernelaug/pretrained`` (wheel installs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    name: str
+    model_file: str
+    bank_file: str | None
+    sha256: str          # of the model file
+    description: str
+
+
+PRETRAINED: dict[str, PretrainedEntry] = {}
+
+
+def search_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("KERNELAUG_PRETRAINED"):
+        dirs.append(Path(os.environ["KERNELAUG_PRETRAINED"]))
+    dirs.append(Path(__file__).resolve().parent.parent / "pretrained")
+    dirs.append(Path(sys.prefix) / "share" / "kernelaug" / "pretrained")
+    return dirs
+
+
+def find_file(filename: str) -> Path:
+    for folder in search_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    looked = ", ".join(str(d) for d in search_dirs())
+    raise FileNotFoundError(f"pretrained file {filename!r} not found; looked in {looked}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_model(name: str) -> Path:
+    """Path of a pretrained model by name, its SHA-256 checked."""
+    if name not in PRETRAINED:
+        raise ValueError(f"{name!r} is neither a file nor a pretrained model; known: {sorted(PRETRAINED)}")
+    entry = PRETRAINED[name]
+    path = find_file(entry.model_file)
+    if file_sha256(path) != entry.sha256:
+        raise ValueError(f"pretrained model {path} does not match its recorded SHA-256 {entry.sha256}: "
+                         "the file is damaged or was replaced")
+    return path
+
+
+def resolve_bank(name: str) -> Path:
+    """Path of the bank shipped with pretrained model ``name``."""
+    if name not in PRETRAINED or PRETRAINED[name].bank_file is None:
+        raise ValueError(f"no pretrained bank named {name!r}; known: "
+                         f"{sorted(n for n, e in PRETRAINED.items() if e.bank_file)}")
+    return find_file(PRETRAINED[name].bank_file)

@@ -1,0 +1,124 @@
+"""The two architectures: shapes, ranges, sizes, the structured operator's PSFs, and input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernelaug.models import PRESETS, build_model
+from kernelaug.models.nonuniform import nonuniform_blur
+from kernelaug.models.psf import to_display, to_linear
+
+SIZES = [(128, 128), (256, 256), (128, 384), (256, 128)]
+
+
+@pytest.fixture(scope="module", params=["tiny", "psf-tiny"])
+def model(request):
+    torch.manual_seed(0)
+    return build_model(request.param).eval()
+
+
+class TestShapes:
+    @pytest.mark.parametrize("size", SIZES)
+    def test_extract_apply_shapes_and_range(self, model, size):
+        sharp, blurry = torch.rand(2, 3, *size), torch.rand(2, 3, *size)
+        with torch.no_grad():
+            code = model.extract(sharp, blurry)
+            out = model.apply(sharp, code)
+        assert code.shape == (2, *model.code_shape(*size))
+        assert code.shape[2:] == (size[0] // model.cell, size[1] // model.cell)
+        assert out.shape == sharp.shape and out.dtype == sharp.dtype
+        assert torch.isfinite(out).all()
+        assert out.min() > -0.5 and out.max() < 1.5
+
+    def test_paper_code_is_one_cell_per_128_pixels(self):
+        assert build_model("tiny").code_shape(128, 256) == (PRESETS["tiny"].kernel_dim, 1, 2)
+
+    def test_paper_preset_has_reference_size(self):
+        params = sum(p.numel() for p in build_model("paper").parameters())
+        assert abs(params - 49.2e6) < 0.1e6
+
+    def test_vae_head_gives_kl_and_sampled_code(self):
+        model = build_model(PRESETS["tiny"].__class__(**{**PRESETS["tiny"].__dict__, "use_vae": True}))
+        sharp = torch.rand(1, 3, 128, 128)
+        out, code, kl = model(sharp, sharp, sample=True)
+        assert out.shape == sharp.shape and kl.item() >= 0
+        assert not torch.equal(code, model.extract(sharp, sharp))
+
+
+class TestStructuredOperator:
+    def test_psfs_are_non_negative_and_normalised(self):
+        model = build_model("psf-tiny")
+        with torch.no_grad():
+            for p in model.decoder.parameters():
+                p.normal_(0, 0.5)
+            psf = model.psf(torch.randn(2, model.kernel_dim, 2, 3))
+        size = PRESETS["psf-tiny"].psf_size
+        assert psf.shape == (2, 2, 3, size, size)
+        assert psf.min() >= 0
+        assert torch.allclose(psf.sum((-1, -2)), torch.ones(2, 2, 3), atol=1e-5)
+
+    def test_delta_psf_is_identity_up_to_rounding(self):
+        model = build_model("psf-tiny").eval()
+        sharp = torch.rand(1, 3, 128, 192)
+        with torch.no_grad():
+            params = model.decode(torch.zeros(1, model.kernel_dim, 2, 3))
+            params.psf.zero_()
+            params.psf[..., model.config.psf_size // 2, model.config.psf_size // 2] = 1
+            params.log_gain.zero_()
+            out = model.render(sharp, params)
+        assert (out - sharp).abs().max() < 0.5 / 255
+
+    def test_untrained_model_starts_near_identity(self):
+        model = build_model("psf-tiny").eval()
+        sharp = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16), size=(128, 128), mode="bilinear")
+        with torch.no_grad():
+            out = model.apply(sharp, model.extract(sharp, sharp))
+        assert (out - sharp).abs().mean() < 0.01
+
+    def test_gamma_round_trip(self):
+        x = torch.linspace(0, 1, 101)
+        gamma = torch.tensor(2.2)
+        assert torch.allclose(to_display(to_linear(x, gamma), gamma), x, atol=1e-5)
+        assert to_linear(torch.tensor(0.0), gamma).abs() < 1e-6
+
+    def test_nonuniform_blur_matches_uniform_convolution(self):
+        image = torch.rand(1, 2, 64, 96)
+        kernel = torch.rand(7, 7)
+        kernel /= kernel.sum()
+        psfs = kernel.expand(1, 2, 3, 7, 7)
+        padded = torch.nn.functional.pad(image, (3, 3, 3, 3), mode="replicate")
+        expected = torch.nn.functional.conv2d(padded.transpose(0, 1), kernel.flip(0, 1)[None, None]).transpose(0, 1)
+        assert torch.allclose(nonuniform_blur(image, psfs, 32), expected, atol=1e-5)
+
+    def test_nonuniform_blur_varies_across_cells(self):
+        image = torch.zeros(1, 1, 64, 128)
+        image[..., 32, 32] = image[..., 32, 96] = 1  # a point of light in each cell centre
+        psfs = torch.zeros(1, 1, 2, 5, 5)
+        psfs[0, 0, 0, 2, :] = 0.2   # horizontal streak on the left
+        psfs[0, 0, 1, :, 2] = 0.2   # vertical streak on the right
+        out = nonuniform_blur(image, psfs, 64)[0, 0]
+        assert out[32, 30] > 0.15 and out[30, 32] < 0.01   # left: spread along the row
+        assert out[30, 96] > 0.15 and out[32, 94] < 0.01   # right: spread along the column
+
+
+class TestInputErrors:
+    def test_size_not_multiple_of_cell(self, model):
+        with pytest.raises(ValueError, match="multiples of"):
+            model.extract(torch.rand(1, 3, 100, 128), torch.rand(1, 3, 100, 128))
+
+    def test_wrong_channels(self, model):
+        with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+            model.extract(torch.rand(1, 1, 128, 128), torch.rand(1, 1, 128, 128))
+
+    def test_integer_dtype(self, model):
+        with pytest.raises(ValueError, match="float"):
+            model.apply(torch.zeros(1, 3, 128, 128, dtype=torch.uint8), torch.zeros(1, 8, 1, 1))
+
+    def test_pair_shape_mismatch(self, model):
+        with pytest.raises(ValueError, match="differ"):
+            model.extract(torch.rand(1, 3, 128, 128), torch.rand(1, 3, 128, 256))
+
+    def test_code_shape_mismatch(self, model):
+        with pytest.raises(ValueError, match="code shape"):
+            model.apply(torch.rand(1, 3, 128, 128), torch.zeros(1, model.kernel_dim + 1, 5, 5))
