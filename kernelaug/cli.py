@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_train(args) -> None:
@@ -12,7 +13,7 @@ def _cmd_train(args) -> None:
 
     options = TrainOptions(data=args.data, out=args.out, preset=args.preset, steps=args.steps,
                            batch_size=args.batch_size, crop=args.crop, lr=args.lr, val_every=args.val_every,
-                           val_pairs=args.val_pairs, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                           val_pairs=args.val_pairs, val_crop=args.val_crop, checkpoint_every=args.checkpoint_every, resume=args.resume,
                            init=args.init, device=args.device, workers=args.workers, seed=args.seed)
     summary = train(options)
     if summary["rank"] == 0:
@@ -34,12 +35,64 @@ def _cmd_info(args) -> None:
           f"x W/{model.cell}")
 
 
+def _cmd_evaluate(args) -> None:
+    from .checkpoint import load_model
+    from .datasets import find_pairs
+    from .evaluate import evaluate, load_crops, reconstruction_figure
+
+    from .device import resolve_device
+
+    model = load_model(args.model, device=resolve_device(args.device))
+    pairs = find_pairs(args.data, split=args.split)
+    sharps, blurries = load_crops(pairs, args.crop, model.cell, args.limit)
+    result = {"model": str(args.model), "data": str(args.data), "split": args.split, "crop": args.crop,
+              **evaluate(model, sharps, blurries, per_pair=args.json is not None)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.figure:
+        reconstruction_figure(model, sharps, blurries, args.figure, rows=args.figure_rows)
+    print(f"{result['pairs']} pairs: reconstruction {result['recon_psnr']:.2f} dB vs blurry-vs-sharp "
+          f"{result['blurry_psnr']:.2f} dB ({result['recon_psnr'] - result['blurry_psnr']:+.2f} dB)")
+
+
 def _cmd_make_synthetic(args) -> None:
     from .synthetic import make_synthetic
 
     summary = make_synthetic(args.out, pairs=args.pairs, size=args.size, seed=args.seed, family=args.family,
                              workers=args.workers, test_fraction=args.test_fraction)
     print(json.dumps(summary))
+
+
+def _cmd_extract(args) -> None:
+    import os
+
+    from .extract import extract_bank
+
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    summary = extract_bank(args.model, args.data, args.out, crop=args.crop, crops_per_pair=args.crops_per_pair or 1,
+                           tile=args.tile, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                           dtype=args.dtype, resume=args.resume, overwrite=args.overwrite, limit=args.limit,
+                           split=args.split, progress=not args.no_progress, rank=rank, world=world)
+    shard = f" (shard {rank} of {world})" if world > 1 else ""
+    print(f"extracted {summary['codes_written']} codes from {summary['pairs_written']} pairs in "
+          f"{summary['wall_time_s']:.1f} s ({summary['pairs_per_s']:.2f} pairs/s) -> {summary['out']}{shard}: "
+          f"{summary['codes']} {summary['dtype']} codes in all, mean reconstruction PSNR {summary['mean_psnr']:.2f} dB")
+
+
+def _cmd_bank_info(args) -> None:
+    from .bank import bank_info, format_bank_info
+
+    info = bank_info(args.bank)
+    print(json.dumps(info, indent=2) if args.json else format_bank_info(info))
+
+
+def _cmd_bank_merge(args) -> None:
+    from .bank import merge_banks
+
+    summary = merge_banks(args.shards, args.out, virtual=args.virtual, overwrite=args.overwrite)
+    how = "virtual dataset over" if summary["virtual"] else "copied from"
+    order = "interleaved by pair" if summary["interleaved"] else "concatenated"
+    print(f"merged {summary['codes']} codes {how} {summary['shards']} shards ({order}) -> {summary['out']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-pairs", type=int, default=32)
+    p.add_argument("--val-crop", type=int, default=256, help="centre-crop size of held-out pairs for validation")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--resume", action="store_true", help="continue from --out and its .state.safetensors")
     p.add_argument("--init", help="start from the weights of this model (fine-tuning)")
@@ -68,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .safetensors file or a pretrained name")
     p.set_defaults(func=_cmd_info)
 
+    p = commands.add_parser("evaluate", help="reconstruction PSNR of F(x, G(x, y)) vs y on held-out pairs")
+    p.add_argument("--model", required=True, help="a .safetensors file or a pretrained name")
+    p.add_argument("--data", required=True, help="paired dataset folder")
+    p.add_argument("--split", default=None, help="split to score (e.g. test); default: every pair found")
+    p.add_argument("--crop", type=int, default=256, help="centre-crop size (rounded down to the model's cell)")
+    p.add_argument("--limit", type=int, default=None, help="score at most this many pairs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="write the numbers (with per-pair PSNRs) to this file")
+    p.add_argument("--figure", help="write a PNG: sharp | true blur | reconstruction, one pair per row")
+    p.add_argument("--figure-rows", type=int, default=4)
+    p.set_defaults(func=_cmd_evaluate)
+
     p = commands.add_parser("make-synthetic", help="write a synthetic GoPro-layout sharp/blurry dataset")
     p.add_argument("out")
     p.add_argument("--pairs", type=int, default=200)
@@ -77,6 +143,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="processes (0: this one)")
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.set_defaults(func=_cmd_make_synthetic)
+
+    p = commands.add_parser("extract", help="extract the blur codes of a paired dataset into an HDF5 kernel bank")
+    p.add_argument("--model", required=True, help="a .safetensors model file or a pretrained name")
+    p.add_argument("--data", required=True, help="paired dataset folder (GoPro, REDS or generic layout)")
+    p.add_argument("--out", required=True, help="output bank .h5 (under torchrun: one OUT.rank{r}-of-{w}.h5 per rank)")
+    p.add_argument("--split", help="only this split of a GoPro/REDS dataset (default: all)")
+    p.add_argument("--crop", type=int, default=256, help="square crop side, a multiple of the model's cell")
+    crops = p.add_mutually_exclusive_group()
+    crops.add_argument("--crops-per-pair", type=int, help="random crops per pair, seeded (default 1)")
+    crops.add_argument("--tile", action="store_true", help="tile each whole image into non-overlapping crops")
+    p.add_argument("--batch-size", type=int, default=8, help="pairs per written batch and crops per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="storage type of the codes")
+    p.add_argument("--limit", type=int, help="extract at most this many pairs (the first ones)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bank at --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_extract)
+
+    p = commands.add_parser("bank-info", help="describe a kernel bank: size, model, per-code reconstruction PSNR")
+    p.add_argument("bank", help="a bank .h5 file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_bank_info)
+
+    p = commands.add_parser("bank-merge", help="join bank shards (e.g. from torchrun extract) into one bank")
+    p.add_argument("shards", nargs="+", help="complete bank files made by one model with one crop size")
+    p.add_argument("--out", required=True, help="output bank .h5")
+    p.add_argument("--virtual", action="store_true", help="reference the shards' codes (HDF5 virtual dataset) "
+                   "instead of copying them; keep the shards beside the output")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bank at --out")
+    p.set_defaults(func=_cmd_bank_merge)
     return parser
 
 

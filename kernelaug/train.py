@@ -25,8 +25,10 @@ from tqdm import tqdm
 
 from . import __version__
 from .checkpoint import load_model, model_sha256, read_metadata, save_model
-from .datasets import PairedDataset, find_pairs, read_pair, split_pairs
-from .metrics import charbonnier, psnr
+from .datasets import PairedDataset, find_pairs, split_pairs
+from .device import resolve_device
+from .evaluate import evaluate, load_crops
+from .metrics import charbonnier
 from .models import BlurModel, build_model, config_to_dict, get_preset
 
 
@@ -44,6 +46,7 @@ class TrainOptions:
     val_every: int = 250
     val_pairs: int = 32
     val_fraction: float = 0.1
+    val_crop: int = 256          # held-out pairs are scored on centre crops of this size (whole frames)
     checkpoint_every: int = 250
     resume: bool = False
     init: str | None = None      # start from the weights of this model file (fine-tuning)
@@ -87,42 +90,6 @@ def _cosine_lr(options: TrainOptions, step: int) -> float:
     return low + 0.5 * (options.lr - low) * (1 + math.cos(math.pi * step / max(options.steps, 1)))
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _validation_set(pairs, crop: int, cell: int, limit: int):
-    """Centre crops (sides rounded down to the model's cell) of up to ``limit`` held-out pairs."""
-    sharps, blurries = [], []
-    for pair in pairs[:limit]:
-        sharp, blurry = read_pair(pair)
-        height = min(crop, sharp.shape[0]) // cell * cell
-        width = min(crop, sharp.shape[1]) // cell * cell
-        if height == 0 or width == 0:
-            raise ValueError(f"validation image {pair.sharp} ({sharp.shape[1]}x{sharp.shape[0]}) is smaller "
-                             f"than one code cell ({cell} px)")
-        top, left = (sharp.shape[0] - height) // 2, (sharp.shape[1] - width) // 2
-        sharps.append(torch.from_numpy(sharp[top:top + height, left:left + width]).permute(2, 0, 1))
-        blurries.append(torch.from_numpy(blurry[top:top + height, left:left + width]).permute(2, 0, 1))
-    return sharps, blurries
-
-
-@torch.no_grad()
-def evaluate(model: BlurModel, sharps, blurries, device) -> dict:
-    """Mean reconstruction PSNR of F(x, G(x, y)) vs y, and blurry-vs-sharp PSNR, over the pairs."""
-    was_training = model.training
-    model.eval()
-    recon, baseline = [], []
-    for sharp, blurry in zip(sharps, blurries):
-        sharp, blurry = sharp[None].to(device), blurry[None].to(device)
-        recon.append(psnr(model.apply(sharp, model.extract(sharp, blurry)), blurry).item())
-        baseline.append(psnr(sharp, blurry).item())
-    model.train(was_training)
-    return {"recon_psnr": float(np.mean(recon)), "blurry_psnr": float(np.mean(baseline)), "pairs": len(recon)}
-
-
 def _save_state(path: Path, optimizer: torch.optim.Optimizer, model: BlurModel, step: int, elapsed: float,
                 options: TrainOptions) -> None:
     names = {id(p): n for n, p in model.named_parameters()}
@@ -163,7 +130,7 @@ def _distributed() -> tuple[int, int]:
 def train(options: TrainOptions) -> dict:
     """Train a model; return a summary (steps, time, validation PSNRs, output path)."""
     rank, world = _distributed()
-    device = _resolve_device(options.device)
+    device = resolve_device(options.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     if options.batch_size % world:
@@ -212,7 +179,7 @@ def train(options: TrainOptions) -> dict:
                                                     options.seed, rank, world)),
                         num_workers=options.workers, persistent_workers=False,
                         pin_memory=device.type == "cuda")
-    val_sharps, val_blurries = _validation_set(val_pairs, options.crop, model.cell, options.val_pairs)
+    val_sharps, val_blurries = load_crops(val_pairs, options.val_crop, model.cell, options.val_pairs)
     history: list[dict] = []
     is_main = rank == 0
 

@@ -19,7 +19,7 @@ from conftest import write_pairs
 
 def _options(root, out, **changes) -> TrainOptions:
     base = dict(data=str(root), out=str(out), preset="psf-tiny", steps=8, batch_size=2, crop=64, lr=2e-3,
-                val_every=1000, val_pairs=2, checkpoint_every=4, workers=0, progress=False)
+                val_every=1000, val_pairs=2, val_crop=128, checkpoint_every=4, workers=0, progress=False)
     return TrainOptions(**{**base, **changes})
 
 
