@@ -66,6 +66,7 @@ class TestStructuredOperator:
             params.psf.zero_()
             params.psf[..., model.config.psf_size // 2, model.config.psf_size // 2] = 1
             params.log_gain.zero_()
+            params.boost.zero_()
             out = model.render(sharp, params)
         assert (out - sharp).abs().max() < 0.5 / 255
 

@@ -29,6 +29,18 @@ def cell_weights(cells: int, cell: int, device=None, dtype=None) -> torch.Tensor
     return windows[index, index].to(dtype or torch.float32)
 
 
+def fast_fft_size(n: int) -> int:
+    """Smallest size >= n whose only prime factors are 2, 3 and 5 (FFTs of other sizes are slow)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch.Tensor:
     """Blur ``image`` (B, C, H, W) with per-cell PSFs ``psfs`` (B, H/cell, W/cell, K, K), K odd.
 
@@ -44,10 +56,11 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
     pad = cell // 2 + radius
     padded = F.pad(image, (pad, pad, pad, pad), mode="replicate")
     windows = padded.unfold(2, window, cell).unfold(3, window, cell)  # B, C, rows, cols, win, win
-    spectrum = torch.fft.rfft2(windows, s=(window, window))
-    kernel_spectrum = torch.fft.rfft2(psfs.to(image.dtype), s=(window, window)).unsqueeze(1)
-    blurred = torch.fft.irfft2(spectrum * kernel_spectrum, s=(window, window))
-    blurred = blurred[..., 2 * radius:, 2 * radius:]  # the valid part: B, C, rows, cols, 2cell, 2cell
+    n = fast_fft_size(window)  # zero-padding past the window leaves the valid part exact
+    spectrum = torch.fft.rfft2(windows, s=(n, n))
+    kernel_spectrum = torch.fft.rfft2(psfs.to(image.dtype), s=(n, n)).unsqueeze(1)
+    blurred = torch.fft.irfft2(spectrum * kernel_spectrum, s=(n, n))
+    blurred = blurred[..., 2 * radius:window, 2 * radius:window]  # the valid part: B, C, rows, cols, 2cell, 2cell
     weight_rows = cell_weights(rows, cell, image.device, image.dtype)
     weight_cols = cell_weights(cols, cell, image.device, image.dtype)
     blurred = blurred * weight_rows[:, None, :, None] * weight_cols[None, :, None, :]
@@ -55,3 +68,35 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
     out = F.fold(columns, output_size=(height + cell, width + cell), kernel_size=2 * cell, stride=cell)
     half = cell // 2
     return out[..., half:half + height, half:half + width]
+
+
+def estimate_psfs(sharp: torch.Tensor, blurry: torch.Tensor, cell: int, size: int,
+                  regularisation: float = 1e-2) -> torch.Tensor:
+    """Least-squares PSF of each cell, (B, H/cell, W/cell, size, size): the closed-form deconvolution
+    K = sum conj(X) Y / (sum |X|^2 + lambda) on image gradients, in Hann-tapered windows of 2 cells.
+
+    A noisy but direct measurement of the blur that G refines into a code.
+    """
+    def gradients(image):
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        return torch.cat((F.pad(dx, (0, 1)), F.pad(dy, (0, 0, 0, 1))), dim=1)
+
+    window = 2 * cell
+    pad = cell // 2
+    taper = torch.hann_window(window, periodic=False, device=sharp.device, dtype=sharp.dtype)
+    taper = taper[:, None] * taper[None, :]
+
+    def windows(image):
+        padded = F.pad(gradients(image), (pad, pad, pad, pad), mode="replicate")
+        return padded.unfold(2, window, cell).unfold(3, window, cell) * taper
+
+    x_spec = torch.fft.rfft2(windows(sharp))
+    y_spec = torch.fft.rfft2(windows(blurry))
+    numerator = (x_spec.conj() * y_spec).sum(1)
+    power = (x_spec.abs() ** 2).sum(1)
+    floor = regularisation * power.mean(dim=(-2, -1), keepdim=True) + 1e-8
+    kernel = torch.fft.irfft2(numerator / (power + floor), s=(window, window))
+    radius = size // 2
+    kernel = torch.roll(kernel, shifts=(radius, radius), dims=(-2, -1))
+    return kernel[..., :size, :size]
