@@ -67,10 +67,9 @@ def _untrained() -> tuple[str, str]:
         model = ka.build_model("psf-tiny")
         with torch.no_grad():  # an untrained model is the identity; make its PSFs spread out
             for name, param in model.named_parameters():
-                if name.startswith(("decoder", "psf_head")):
+                if name.startswith(("decoder", "basis")):
                     param.add_(torch.randn_like(param) * 0.5)
-            model.mix_head.bias.fill_(3.0)
-    model_path = ka.save_model(model, folder / "untrained.safetensors")
+        model_path = ka.save_model(model, folder / "untrained.safetensors")
     codes = np.random.default_rng(0).normal(size=(32, model.kernel_dim, 2, 2)).astype(np.float32)
     with BankWriter(folder / "untrained.h5", model, crop_size=2 * model.cell, source="random") as writer:
         writer.append(codes)

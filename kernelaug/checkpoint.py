@@ -83,7 +83,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         config = config_from_dict(config_dict)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
-    model = build_model(config)
+    with torch.random.fork_rng(devices=[]):  # random initial weights are overwritten: leave global RNG alone
+        model = build_model(config)
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt") as handle:

@@ -12,7 +12,7 @@ def _cmd_train(args) -> None:
     from .train import TrainOptions, train
 
     options = TrainOptions(data=args.data, out=args.out, preset=args.preset, steps=args.steps,
-                           batch_size=args.batch_size, crop=args.crop, lr=args.lr, val_every=args.val_every,
+                           batch_size=args.batch_size, crop=args.crop, lr=args.lr, psf_weight=args.psf_weight, val_every=args.val_every,
                            val_pairs=args.val_pairs, val_crop=args.val_crop, checkpoint_every=args.checkpoint_every, resume=args.resume,
                            init=args.init, device=args.device, workers=args.workers, seed=args.seed)
     summary = train(options)
@@ -96,7 +96,8 @@ def _cmd_bank_merge(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kernelaug", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kernelaug", description="Learn a camera's blur from sharp/blurry pairs and re-apply it as data augmentation.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train a kernel encoder (G and F) on a paired dataset")
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--psf-weight", type=float, default=0.05,
+                   help="psf arch: weight of the loss pulling decoded PSFs toward least-squares estimates")
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-pairs", type=int, default=32)
     p.add_argument("--val-crop", type=int, default=256, help="centre-crop size of held-out pairs for validation")

@@ -43,6 +43,8 @@ class TrainOptions:
     lr: float = 2e-4
     min_lr_ratio: float = 0.01
     kl_weight: float = 1e-3
+    basis_pairs: int = 256       # psf arch: training crops whose PSFs initialise the PSF basis (PCA)
+    psf_weight: float = 0.05     # psf arch: weight of the decoded-PSF vs least-squares-estimate loss
     val_every: int = 250
     val_pairs: int = 32
     val_fraction: float = 0.1
@@ -83,6 +85,12 @@ def _batches(num_pairs: int, batch_size: int, start: int, steps: int, seed: int,
         indices = np.random.default_rng([seed, step]).integers(0, num_pairs, size=batch_size)
         keys = [(step * batch_size + slot, int(i)) for slot, i in enumerate(indices)]
         yield keys[rank::world]
+
+
+def _basis_crops(dataset: PairedDataset, count: int):
+    """The first crops of a seeded pass over the training pairs, as two (N, 3, H, W) batches."""
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    return torch.stack([s for s, _ in items]), torch.stack([b for _, b in items])
 
 
 def _cosine_lr(options: TrainOptions, step: int) -> float:
@@ -166,6 +174,8 @@ def train(options: TrainOptions) -> dict:
                          f"{len(train_pairs)} and {len(val_pairs)}")
     dataset = PairedDataset(options.data, pairs=train_pairs, crop=options.crop, augment=True, seed=options.seed)
 
+    if start == 0 and not options.resume and not options.init and hasattr(model, "initialise_basis"):
+        model.initialise_basis(*_basis_crops(dataset, options.basis_pairs))
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.99))
     if options.resume and state_path(out).is_file():
         start, elapsed = _load_state(state_path(out), optimizer, model)
@@ -203,8 +213,10 @@ def train(options: TrainOptions) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(options, step - 1)
         sharp, blurry = sharp.to(device, non_blocking=True), blurry.to(device, non_blocking=True)
-        reconstruction, _, kl = network(sharp, blurry, sample=True)
+        reconstruction, code, kl = network(sharp, blurry, sample=True)
         loss = charbonnier(reconstruction, blurry) + options.kl_weight * kl
+        if options.psf_weight and hasattr(model, "psf_target_loss"):
+            loss = loss + options.psf_weight * model.psf_target_loss(sharp, blurry, code)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -127,17 +127,16 @@ def check_transform(make_transform: Callable[[int], Callable[[Any], Any]],
 # -- helpers -------------------------------------------------------------------------------------
 def tiny_model(seed: int = 0) -> ka.BlurModel:
     """An untrained ``psf-tiny`` (cell 64, kernel_dim 8, 9x9 PSFs) whose codes give visible blur:
-    random decoder and PSF head, PSFs mostly spread out (not the identity of a fresh model)."""
+    random decoder and PSF basis, PSFs spread out (not the identity of a fresh model)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # deterministic init, global RNG left as it was
         torch.manual_seed(seed)
         model = ka.build_model("psf-tiny")
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.startswith(("decoder", "psf_head")):
+            if name.startswith(("decoder", "basis")):
                 param.add_(torch.randn(param.shape, generator=generator) * 0.5)
-        model.mix_head.bias.fill_(3.0)
-    return model.eval()
+        return model.eval()
 
 
 def write_bank(path: Path, model, count: int = 24, seed: int = 0, grid: int = 2) -> Path:

@@ -37,17 +37,12 @@ class PsfConfig:
     nf: int = 32
     front_blocks: int = 2
     extractor_blocks: int = 2
-    kernel_dim: int = 32
+    kernel_dim: int = 64
     cell: int = 64
     psf_size: int = 31
     decoder_width: int = 128
     residual_width: int = 16
     use_vae: bool = False
-    # G also reads a closed-form least-squares PSF estimate of each cell (models/nonuniform.py)
-    ls_estimate: bool = False
-    # F decodes a per-cell gamma and a highlight boost (clipped highlights of the sharp image that
-    # streak brighter than 1.0 in the blur), and conditions its residual on per-cell biases
-    local_tone: bool = False
 
 
 ModelConfig = Union[PaperConfig, PsfConfig]
@@ -60,11 +55,11 @@ PRESETS: dict[str, ModelConfig] = {
     # The paper architecture shrunk to train on a CPU.
     "small": PaperConfig(nf=32, front_blocks=2, back_blocks=4, kernel_dim=64, extractor_blocks=1),
     # The structured operator: what the shipped model uses.
-    "psf": PsfConfig(ls_estimate=True, local_tone=True),
+    "psf": PsfConfig(),
     # Tiny variants for tests and smoke runs.
     "tiny": PaperConfig(nf=8, front_blocks=1, back_blocks=1, kernel_dim=8, extractor_blocks=1),
     "psf-tiny": PsfConfig(nf=8, front_blocks=1, extractor_blocks=1, kernel_dim=8, psf_size=9,
-                          decoder_width=32, residual_width=4, ls_estimate=True, local_tone=True),
+                          decoder_width=32, residual_width=4),
 }
 
 
