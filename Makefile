@@ -27,5 +27,8 @@ test: $(VENV)/.installed
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
 
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py
+
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

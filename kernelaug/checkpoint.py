@@ -41,6 +41,7 @@ def save_model(model: BlurModel, path: str | os.PathLike, provenance: dict | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)  # safetensors creates owner-only files; a model is meant to be shared
     os.replace(tmp, path)
     return path
 

@@ -22,7 +22,18 @@ class PretrainedEntry:
     description: str
 
 
-PRETRAINED: dict[str, PretrainedEntry] = {}
+PRETRAINED: dict[str, PretrainedEntry] = {
+    entry.name: entry for entry in (
+        PretrainedEntry(
+            name="synth-small",
+            model_file="synth-small.safetensors",
+            bank_file="synth-small.bank.h5",
+            sha256="57d491ff906753aafbaf0855033df185100a8e5199fb20a5d1d73751f9eda471",
+            description="psf preset trained on the synthetic camera-shake set (make-synthetic --seed 2026); "
+                        "see pretrained/README.md",
+        ),
+    )
+}
 
 
 def search_dirs() -> list[Path]:
