@@ -309,14 +309,20 @@ class BankWriter:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _as_generator(rng) -> np.random.Generator:
+def as_generator(rng) -> np.random.Generator:
+    """None -> fresh entropy; int / SeedSequence -> a new Generator; a Generator is used as is."""
     if rng is None:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"seeds must be non-negative, got {rng}")
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(rng, np.random.SeedSequence):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng/seed must be None, a non-negative int or a numpy.random.Generator, "
+                    f"got {type(rng).__name__}")
 
 
 @dataclass(frozen=True)
@@ -624,7 +630,7 @@ class KernelBank:
         if isinstance(n, bool) or int(n) != n or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         n = int(n)
-        rng = _as_generator(rng)
+        rng = as_generator(rng)
         if self._length == 0:
             raise ValueError(f"kernel bank {self.path} is empty: nothing to sample")
         if mode == "bank":

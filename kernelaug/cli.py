@@ -24,11 +24,13 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_info(args) -> None:
+    import dataclasses
+
     from .checkpoint import load_model
 
     model = load_model(args.model)
     params = sum(p.numel() for p in model.parameters())
-    info = {"file": model.source, "config": __import__("dataclasses").asdict(model.config),
+    info = {"file": model.source, "config": dataclasses.asdict(model.config),
             "parameters": params, "sha256": model.sha256, "provenance": model.provenance}
     print(json.dumps(info, indent=2))
     print(f"{model.config.arch} model, {params / 1e6:.2f} M parameters, code {model.kernel_dim} x H/{model.cell} "
@@ -38,9 +40,8 @@ def _cmd_info(args) -> None:
 def _cmd_evaluate(args) -> None:
     from .checkpoint import load_model
     from .datasets import find_pairs
-    from .evaluate import evaluate, load_crops, reconstruction_figure
-
     from .device import resolve_device
+    from .evaluate import evaluate, load_crops, reconstruction_figure
 
     model = load_model(args.model, device=resolve_device(args.device))
     pairs = find_pairs(args.data, split=args.split)

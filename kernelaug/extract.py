@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .bank import FORMAT, BankWriter, _check_dtype, _plain
 from .checkpoint import load_model
 from .datasets import find_pairs, read_pair
+from .device import resolve_device
 from .metrics import psnr as psnr_db
 from .models import BlurModel
 
@@ -66,15 +67,6 @@ def crop_boxes(height: int, width: int, crop: int, pair_index: int, seed: int = 
 
 def _batch_flushed(path: Path, pairs_done: int) -> None:
     """Called after each committed batch (a hook for tests that interrupt an extraction)."""
-
-
-def _resolve_device(name, world: int) -> torch.device:
-    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                          "cpu" if name == "auto" else name)
-    if device.type == "cuda" and device.index is None and world > 1:
-        local = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
-        device = torch.device("cuda", local % torch.cuda.device_count())
-    return device
 
 
 def _positive_int(name: str, value) -> int:
@@ -156,7 +148,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     fixed = {"seed": int(seed), "crops_per_pair": crops_per_pair, "tiling": tiling, "split": split or "",
              "rank": int(rank), "world": world}
     source = os.path.normpath(str(data))
-    device = _resolve_device(device, world)
+    device = resolve_device(device, world)
 
     resumed_from = 0
     if resume and path.exists() and _is_complete_bank(path):

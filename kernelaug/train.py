@@ -138,9 +138,7 @@ def _distributed() -> tuple[int, int]:
 def train(options: TrainOptions) -> dict:
     """Train a model; return a summary (steps, time, validation PSNRs, output path)."""
     rank, world = _distributed()
-    device = resolve_device(options.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    device = resolve_device(options.device, world)
     if options.batch_size % world:
         raise ValueError(f"batch size {options.batch_size} is not divisible by the {world} processes")
     torch.manual_seed(options.seed)
@@ -148,6 +146,7 @@ def train(options: TrainOptions) -> dict:
     config = get_preset(options.preset)
     out = Path(options.out)
     start, elapsed = 0, 0.0
+    fresh = False  # built here from the preset (not loaded): its PSF basis still needs initialising
     if options.resume and out.is_file():
         config_dict, _ = read_metadata(out)
         if config_dict != config_to_dict(config):
@@ -159,6 +158,7 @@ def train(options: TrainOptions) -> dict:
         config = model.config
     else:
         model = build_model(config)
+        fresh = True
     model.to(device).train()
     if options.crop % model.cell:
         raise ValueError(f"crop {options.crop} must be a multiple of the model's cell ({model.cell} px)")
@@ -174,7 +174,7 @@ def train(options: TrainOptions) -> dict:
                          f"{len(train_pairs)} and {len(val_pairs)}")
     dataset = PairedDataset(options.data, pairs=train_pairs, crop=options.crop, augment=True, seed=options.seed)
 
-    if start == 0 and not options.resume and not options.init and hasattr(model, "initialise_basis"):
+    if fresh and hasattr(model, "initialise_basis"):
         model.initialise_basis(*_basis_crops(dataset, options.basis_pairs))
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.99))
     if options.resume and state_path(out).is_file():
@@ -227,12 +227,9 @@ def train(options: TrainOptions) -> dict:
             validation = evaluate(model, val_sharps, val_blurries, device)
             history.append({"step": step, **validation})
         if step % options.checkpoint_every == 0 or last:
-            elapsed_now = elapsed + time.perf_counter() - tic
+            elapsed, tic = elapsed + time.perf_counter() - tic, time.perf_counter()
             if is_main:
-                elapsed, tic = elapsed_now, time.perf_counter()
                 checkpoint(step, validation)
-            else:
-                elapsed, tic = elapsed_now, time.perf_counter()
     bar.close()
     if step == start and is_main and not out.is_file():
         checkpoint(step, None)

@@ -67,32 +67,16 @@ import numpy as np
 import torch
 
 from . import functional as KF
+from .bank import SAMPLE_MODES, as_generator
 from .codes import GRID_MODES
 
 __all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES", "resolve_model",
            "resolve_bank"]
 
-SAMPLE_MODES = ("bank", "gaussian", "mix")
 DEFAULT_MOTION_LENGTH = (3, 15)
 
 
 # -- argument handling shared with the adapters --------------------------------------------------
-def as_generator(rng) -> np.random.Generator:
-    """None -> fresh entropy; int / SeedSequence -> a new Generator; a Generator is used as is."""
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"seeds must be non-negative, got {rng}")
-        return np.random.default_rng(int(rng))
-    if isinstance(rng, np.random.SeedSequence):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng/seed must be None, a non-negative int or a numpy.random.Generator, "
-                    f"got {type(rng).__name__}")
-
-
 def resolve_model(model, device="cpu"):
     """A BlurModel, a ``.safetensors`` path or a pretrained name -> a BlurModel on ``device``.
 

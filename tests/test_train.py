@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 import kernelaug as ka
-from kernelaug.train import TrainOptions, state_path, train
+from kernelaug.train import TrainOptions, train
 
 from conftest import write_pairs
 
