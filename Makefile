@@ -9,7 +9,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,6 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
-
-test-slow: $(VENV)/.installed
-	$(PY) -m pytest -q -m slow
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py
