@@ -69,6 +69,7 @@ import torch
 from . import functional as KF
 from .bank import SAMPLE_MODES, as_generator
 from .codes import GRID_MODES
+from .device import resolve_device
 
 __all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES", "resolve_model",
            "resolve_bank"]
@@ -340,8 +341,8 @@ class LearnedBlurBatch:
 
     Codes can also be drawn in the workers (a :class:`CodeSampler` per dataset, one code per item,
     collated to (B, C, h, w)) and passed as ``codes=``; the strength is then still drawn here (when it is a
-    range). Args as :class:`LearnedBlur`; ``device`` None keeps the model where it is;
-    ``chunk_size`` images per forward pass (default: 4 on the CPU, where larger batches get slower
+    range). Args as :class:`LearnedBlur`; ``device`` None keeps the model where it is ("auto": CUDA
+    when present); ``chunk_size`` images per forward pass (default: 4 on the CPU, where larger batches get slower
     per image, the whole batch on a GPU).
     """
 
@@ -357,7 +358,7 @@ class LearnedBlurBatch:
         self.grid_mode = check_choice("grid_mode", grid_mode, GRID_MODES)
         self.seed = seed
         self._rng = as_generator(seed)
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else resolve_device(device)
         self.model = resolve_model(model, self.device)
         model_name = model if isinstance(model, str) and not os.path.exists(model) else None
         self.bank = resolve_bank(bank, model_name)

@@ -277,6 +277,14 @@ def test_any_image_gives_a_correct_output_or_a_value_error(model, bank, height, 
 
 
 # -- LearnedBlurBatch ----------------------------------------------------------------------------
+def test_batch_device_auto_picks_an_available_device(model, bank):
+    batch_aug = LearnedBlurBatch(model, bank, device="auto", seed=0)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(batch_aug.model.parameters()).device.type == expected
+    with pytest.raises(ValueError, match="unknown device"):
+        LearnedBlurBatch(model, bank, device="tpu-please")
+
+
 def test_batch_matches_the_engine(model, bank):
     rng = np.random.default_rng(3)
     sharp = torch.stack([torch.from_numpy(textured(rng, 64, 96)).permute(2, 0, 1).float() / 255 for _ in range(4)])
