@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -114,15 +115,12 @@ def _save_state(path: Path, optimizer: torch.optim.Optimizer, model: BlurModel, 
 
 
 def _load_state(path: Path, optimizer: torch.optim.Optimizer, model: BlurModel) -> tuple[int, float]:
-    from safetensors import safe_open
-
+    params = dict(model.named_parameters())
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
-    tensors = load_file(str(path))
-    params = dict(model.named_parameters())
-    for key, value in tensors.items():
-        field, name = key.split("/", 1)
-        optimizer.state[params[name]][field] = value
+        for key in handle.keys():
+            field, name = key.split("/", 1)
+            optimizer.state[params[name]][field] = handle.get_tensor(key)
     return int(metadata["step"]), float(metadata["elapsed"])
 
 
