@@ -29,8 +29,7 @@ def model_sha256(model: BlurModel) -> str:
 
 
 def save_model(model: BlurModel, path: str | os.PathLike, provenance: dict | None = None) -> Path:
-    """Write ``model`` atomically (temporary file, then rename) so a crash never leaves half a file."""
-    path = Path(path)
+    """Write ``model`` atomically, its config and ``provenance`` in the metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -38,6 +37,12 @@ def save_model(model: BlurModel, path: str | os.PathLike, provenance: dict | Non
         "config": json.dumps(config_to_dict(model.config)),
         "provenance": json.dumps(provenance or {}),
     }
+    return write_safetensors(path, tensors, metadata)
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (temporary file, then rename): a crash never leaves half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)

@@ -1,0 +1,211 @@
+"""Training, evaluating and storing SRN-Deblur on in-memory sharp/blurry pairs.
+
+Pairs are held as uint8 arrays (N, H, W, 3), so a training set can be blurred once, up front, by
+any transform (the offline augmentation of the paper) and then cropped and flipped at random
+every step. All randomness comes from the ``seed`` passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from tqdm.auto import tqdm
+
+from .checkpoint import write_safetensors
+from .metrics import psnr
+from .srn import SRN_FORMAT, SRNConfig, SRNDeblur, multiscale_loss
+
+
+@dataclass(frozen=True)
+class PairArrays:
+    """Aligned sharp and blurry images, uint8 (N, H, W, 3) each."""
+
+    sharp: np.ndarray
+    blurry: np.ndarray
+
+    def __post_init__(self):
+        for name in ("sharp", "blurry"):
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.ndim != 4 or value.shape[-1] != 3 or value.dtype != np.uint8:
+                got = (value.shape, value.dtype) if isinstance(value, np.ndarray) else type(value).__name__
+                raise ValueError(f"{name} must be a uint8 array (N, H, W, 3), got {got}")
+        if self.sharp.shape != self.blurry.shape:
+            raise ValueError(f"sharp and blurry shapes differ: {self.sharp.shape} vs {self.blurry.shape}")
+        if len(self.sharp) == 0:
+            raise ValueError("no pairs")
+
+    def __len__(self) -> int:
+        return len(self.sharp)
+
+    def batch(self, rng: np.random.Generator, size: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch of aligned crops with the same random flips, as float (B, 3, crop, crop)."""
+        n, height, width, _ = self.sharp.shape
+        if crop > min(height, width):
+            raise ValueError(f"crop {crop} is larger than the images ({height}x{width})")
+        index = rng.integers(0, n, size)
+        tops = rng.integers(0, height - crop + 1, size)
+        lefts = rng.integers(0, width - crop + 1, size)
+        flips = rng.integers(0, 4, size)
+        sharp, blurry = [], []
+        for i, top, left, flip in zip(index, tops, lefts, flips):
+            window = (slice(top, top + crop), slice(left, left + crop))
+            pair = self.sharp[i][window], self.blurry[i][window]
+            if flip & 1:
+                pair = tuple(p[:, ::-1] for p in pair)
+            if flip & 2:
+                pair = tuple(p[::-1] for p in pair)
+            sharp.append(pair[0])
+            blurry.append(pair[1])
+        return to_tensor(np.stack(sharp)), to_tensor(np.stack(blurry))
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class SRNTraining:
+    """Budget and optimiser of one SRN training run (Adam, cosine decay to ``lr / 100``)."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "crop"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progress: bool = True,
+              desc: str = "srn train") -> tuple[SRNDeblur, dict]:
+    """Train a fresh SRN-Deblur on ``pairs``; return it (in eval mode) and a summary with the
+    loss history (mean per 50 steps) and wall time."""
+    torch.manual_seed(training.seed)  # weight initialisation; batches come from their own generator
+    model = SRNDeblur(config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=training.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, training.steps, eta_min=training.lr / 100)
+    rng = np.random.default_rng(np.random.SeedSequence(training.seed, spawn_key=(1,)))
+    history, window = [], []
+    start = time.perf_counter()
+    bar = tqdm(range(training.steps), desc=desc, disable=not progress, dynamic_ncols=True)
+    model.train()
+    for step in bar:
+        sharp, blurry = pairs.batch(rng, training.batch_size, training.crop)
+        loss = multiscale_loss(model(blurry), sharp)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"SRN training diverged at step {step} (loss {loss.item()}); lower the learning rate")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        window.append(loss.item())
+        if len(window) == 50 or step == training.steps - 1:
+            history.append(float(np.mean(window)))
+            bar.set_postfix(loss=f"{history[-1]:.5f}")
+            window = []
+    model.eval()
+    return model, {"steps": training.steps, "wall_time_s": time.perf_counter() - start, "loss_history": history}
+
+
+def ssim(prediction: np.ndarray, target: np.ndarray) -> float:
+    """SSIM of two uint8 (H, W, 3) images (scikit-image, Gaussian window as in Wang et al.)."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(prediction, target, channel_axis=2, data_range=255,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def evaluate_srn(model: SRNDeblur, pairs: PairArrays, progress: bool = False, desc: str = "srn eval",
+                 keep: int = 0) -> dict:
+    """Mean PSNR and SSIM of the deblurred images against the sharp ones, with the blurry input's
+    beside them. Images are quantised to 8 bits before measuring, as when saved. The first
+    ``keep`` outputs are returned under ``"outputs"`` (uint8) for figures."""
+    scores = {"psnr": [], "ssim": [], "blurry_psnr": [], "blurry_ssim": []}
+    outputs = []
+    for i in tqdm(range(len(pairs)), desc=desc, disable=not progress, dynamic_ncols=True):
+        sharp, blurry = pairs.sharp[i], pairs.blurry[i]
+        restored = to_uint8(model.deblur(to_tensor(blurry[None])))[0]
+        if i < keep:
+            outputs.append(restored)
+        for prefix, image in (("", restored), ("blurry_", blurry)):
+            scores[prefix + "psnr"].append(float(psnr(to_tensor(image[None]), to_tensor(sharp[None]))[0]))
+            scores[prefix + "ssim"].append(ssim(image, sharp))
+    result = {name: float(np.mean(values)) for name, values in scores.items()}
+    result["pairs"] = len(pairs)
+    if keep:
+        result["outputs"] = outputs
+    return result
+
+
+def save_srn(model: SRNDeblur, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write an SRN-Deblur to a safetensors file (config and provenance in the metadata), atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": SRN_FORMAT, "config": json.dumps(model.config.to_dict()),
+                "provenance": json.dumps(provenance or {})}
+    return write_safetensors(path, tensors, metadata)
+
+
+def load_srn(path: str | os.PathLike, device: str | torch.device = "cpu") -> SRNDeblur:
+    """Read an SRN-Deblur written by :func:`save_srn`; clear errors for other files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SRN model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != SRN_FORMAT:
+                raise ValueError(f"{path} is not an SRN-Deblur model (metadata format {metadata.get('format')!r}, "
+                                 f"expected {SRN_FORMAT!r})")
+            config = SRNConfig.from_dict(json.loads(metadata["config"]))
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable SRN-Deblur safetensors file: {error}") from None
+    model = SRNDeblur(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not match its own config: {error}") from None
+    model.provenance = json.loads(metadata.get("provenance", "{}"))
+    return model.to(device).eval()
+
+
+def load_pair_arrays(pairs, size: int | None = None, limit: int | None = None) -> PairArrays:
+    """Read dataset pairs (from :func:`kernelaug.datasets.find_pairs`) into memory as uint8, each
+    centre-cropped to ``size`` (all pairs must then share one size when ``size`` is None)."""
+    from .datasets import read_pair
+
+    pairs = list(pairs)[:limit] if limit else list(pairs)
+    if not pairs:
+        raise ValueError("no pairs to load")
+    sharp, blurry = [], []
+    for pair in pairs:
+        s, b = read_pair(pair)
+        if size is not None:
+            if min(s.shape[:2]) < size:
+                raise ValueError(f"{pair.sharp} is {s.shape[1]}x{s.shape[0]}, smaller than the crop {size}")
+            top, left = (s.shape[0] - size) // 2, (s.shape[1] - size) // 2
+            s, b = (x[top:top + size, left:left + size] for x in (s, b))
+        elif sharp and s.shape != sharp[0].shape:
+            raise ValueError(f"{pair.sharp} is {s.shape[1]}x{s.shape[0]} but the first pair is "
+                             f"{sharp[0].shape[1]}x{sharp[0].shape[0]}; pass a crop size")
+        sharp.append(np.round(s * 255).astype(np.uint8))
+        blurry.append(np.round(b * 255).astype(np.uint8))
+    return PairArrays(np.stack(sharp), np.stack(blurry))
