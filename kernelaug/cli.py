@@ -99,11 +99,13 @@ def _cmd_bank_merge(args) -> None:
 def _cmd_srn_train(args) -> None:
     from .datasets import find_pairs
     from .srn import SRNConfig
+    from .device import resolve_device
     from .srn_train import SRNTraining, load_pair_arrays, save_srn, train_srn
 
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     training = SRNTraining(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed)
-    model, summary = train_srn(pairs, SRNConfig(widths=tuple(args.widths), blocks=args.blocks), training)
+    model, summary = train_srn(pairs, SRNConfig(widths=tuple(args.widths), blocks=args.blocks), training,
+                               device=resolve_device(args.device))
     save_srn(model, args.out, provenance={"data": str(args.data), "pairs": len(pairs), **summary,
                                           "loss_history": summary["loss_history"][-5:]})
     print(f"trained SRN-Deblur for {summary['steps']} steps on {len(pairs)} pairs in {summary['wall_time_s']:.0f} s "
@@ -112,9 +114,10 @@ def _cmd_srn_train(args) -> None:
 
 def _cmd_srn_eval(args) -> None:
     from .datasets import find_pairs
+    from .device import resolve_device
     from .srn_train import evaluate_srn, load_pair_arrays, load_srn
 
-    model = load_srn(args.model)
+    model = load_srn(args.model, device=resolve_device(args.device))
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     result = evaluate_srn(model, pairs, progress=True)
     if args.json:
@@ -124,10 +127,11 @@ def _cmd_srn_eval(args) -> None:
 
 
 def _cmd_bench_srn(args) -> None:
+    from .device import resolve_device
     from .srn_bench import RUNS, run_srn_bench
 
     result = run_srn_bench(args.preset, out=args.out, model=args.model, bank=args.bank, seed=args.seed,
-                           jobs=args.jobs, work=args.work)
+                           jobs=args.jobs, work=args.work, device=str(resolve_device(args.device)))
     a, b = (result["runs"][run]["tests"] for run in RUNS)
     gains = ", ".join(f"{name} {b[name]['psnr'] - a[name]['psnr']:+.2f} dB" for name in a)
     print(f"bench srn --preset {args.preset}: comb. vs imgaug: {gains} ({result['wall_time_s'] / 60:.1f} min) -> "
@@ -233,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_train)
     p = srn.add_parser("eval", help="PSNR and SSIM of SRN-Deblur's output against the sharp images")
     p.add_argument("--model", required=True, help="SRN .safetensors file")
@@ -241,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help="centre-crop every pair to this size")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the result here")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_eval)
 
     p = commands.add_parser("bench", help="benchmarks that need the package (see benchmarks/ for speed benchmarks)")
@@ -253,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", default=None, help="kernel bank (default: the pretrained model's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2, help="train the two runs in parallel processes (2) or in turn (1)")
+    p.add_argument("--device", default="cpu", help="where SRN trains and is tested: cpu, cuda, cuda:N or auto")
     p.add_argument("--work", default=None, help="empty folder for intermediate data and models (default: a "
                    "temporary folder, removed afterwards)")
     p.set_defaults(func=_cmd_bench_srn)

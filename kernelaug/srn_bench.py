@@ -132,13 +132,14 @@ def build_test_sets(work: Path, preset: SRNBenchPreset, seed: int, jobs: int, pr
 
 
 def _train_and_test(run: str, preset: SRNBenchPreset, arrays: dict[str, str], threads: int, out: str,
-                    progress: bool) -> dict:
+                    progress: bool, device: str) -> dict:
     """One run in its own process: train on the saved arrays, save the model, evaluate on the test sets."""
     from .srn_train import evaluate_srn, save_srn, train_srn
 
     torch.set_num_threads(threads)
     pairs = PairArrays(np.load(arrays["sharp"]), np.load(arrays[run]))
-    model, summary = train_srn(pairs, preset.srn, preset.training, progress=progress, desc=f"train SRN ({run})")
+    model, summary = train_srn(pairs, preset.srn, preset.training, progress=progress, desc=f"train SRN ({run})",
+                               device=device)
     save_srn(model, out, provenance={"bench": preset.name, "run": run, **asdict(preset.training)})
     results = {}
     for name in json.loads(arrays["tests"]):
@@ -150,8 +151,11 @@ def _train_and_test(run: str, preset: SRNBenchPreset, arrays: dict[str, str], th
 
 def run_srn_bench(preset: str | SRNBenchPreset = "cpu", out: str | Path = "benchmarks/results", model="synth-small",
                   bank=None, seed: int = 0, jobs: int = 2, work: str | Path | None = None, progress: bool = True,
-                  command: str | None = None) -> dict:
-    """Run the benchmark and write ``out/srn_<preset>.{json,md,png}``; return the results dict."""
+                  command: str | None = None, device: str = "cpu") -> dict:
+    """Run the benchmark and write ``out/srn_<preset>.{json,md,png}``; return the results dict.
+
+    ``device`` trains and tests SRN there ("cuda" for the paper preset); the training blurs are
+    made on the CPU, as inside DataLoader workers."""
     from .runinfo import machine_info
     from .transforms import resolve_bank, resolve_model
 
@@ -184,7 +188,7 @@ def run_srn_bench(preset: str | SRNBenchPreset = "cpu", out: str | Path = "bench
                 arrays[f"{name}/{kind}"] = str(work / f"test_{i}_{kind}.npy")
                 np.save(arrays[f"{name}/{kind}"], getattr(test, kind))
         threads = max(1, torch.get_num_threads() // min(jobs, len(RUNS)))
-        calls = [(run, preset, arrays, threads, str(work / f"srn_{i}.safetensors"), progress)
+        calls = [(run, preset, arrays, threads, str(work / f"srn_{i}.safetensors"), progress, device)
                  for i, run in enumerate(RUNS)]
         if jobs >= 2:
             with ProcessPoolExecutor(max_workers=len(RUNS), mp_context=get_context("spawn")) as pool:
@@ -194,7 +198,7 @@ def run_srn_bench(preset: str | SRNBenchPreset = "cpu", out: str | Path = "bench
         figure = sample_figure(tests, runs, out / f"srn_{preset.name}.png")
         result = {"preset": preset.name, "command": command or "kernelaug " + " ".join(sys.argv[1:]),
                   "machine": machine_info(), "wall_time_s": time.perf_counter() - start,
-                  "settings": {**asdict(preset), "seed": seed, "jobs": jobs, "blur_model": str(model),
+                  "settings": {**asdict(preset), "seed": seed, "jobs": jobs, "device": device, "blur_model": str(model),
                                "bank": str(getattr(blur_bank, "path", bank))},
                   "paper": PAPER_TABLE, "figure": figure.name,
                   "runs": {r["run"]: {k: v for k, v in r.items() if k != "tests"} | {"tests": {

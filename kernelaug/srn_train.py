@@ -95,11 +95,11 @@ class SRNTraining:
 
 
 def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progress: bool = True,
-              desc: str = "srn train") -> tuple[SRNDeblur, dict]:
-    """Train a fresh SRN-Deblur on ``pairs``; return it (in eval mode) and a summary with the
-    loss history (mean per 50 steps) and wall time."""
+              desc: str = "srn train", device: str | torch.device = "cpu") -> tuple[SRNDeblur, dict]:
+    """Train a fresh SRN-Deblur on ``pairs`` on ``device``; return it (in eval mode) and a summary
+    with the loss history (mean per 50 steps) and wall time."""
     torch.manual_seed(training.seed)  # weight initialisation; batches come from their own generator
-    model = SRNDeblur(config)
+    model = SRNDeblur(config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=training.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, training.steps, eta_min=training.lr / 100)
     rng = np.random.default_rng(np.random.SeedSequence(training.seed, spawn_key=(1,)))
@@ -108,7 +108,7 @@ def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progr
     bar = tqdm(range(training.steps), desc=desc, disable=not progress, dynamic_ncols=True)
     model.train()
     for step in bar:
-        sharp, blurry = pairs.batch(rng, training.batch_size, training.crop)
+        sharp, blurry = (x.to(device) for x in pairs.batch(rng, training.batch_size, training.crop))
         loss = multiscale_loss(model(blurry), sharp)
         if not torch.isfinite(loss):
             raise RuntimeError(f"SRN training diverged at step {step} (loss {loss.item()}); lower the learning rate")
@@ -139,10 +139,11 @@ def evaluate_srn(model: SRNDeblur, pairs: PairArrays, progress: bool = False, de
     beside them. Images are quantised to 8 bits before measuring, as when saved. The first
     ``keep`` outputs are returned under ``"outputs"`` (uint8) for figures."""
     scores = {"psnr": [], "ssim": [], "blurry_psnr": [], "blurry_ssim": []}
+    device = next(model.parameters()).device
     outputs = []
     for i in tqdm(range(len(pairs)), desc=desc, disable=not progress, dynamic_ncols=True):
         sharp, blurry = pairs.sharp[i], pairs.blurry[i]
-        restored = to_uint8(model.deblur(to_tensor(blurry[None])))[0]
+        restored = to_uint8(model.deblur(to_tensor(blurry[None]).to(device)))[0]
         if i < keep:
             outputs.append(restored)
         for prefix, image in (("", restored), ("blurry_", blurry)):
