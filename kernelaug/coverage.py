@@ -71,7 +71,8 @@ def write_kernel(path, kernel: np.ndarray) -> Path:
 
 def blur_with_kernel(image: np.ndarray, kernel: np.ndarray, space: str = "linear", gamma: float = 2.2) -> np.ndarray:
     """Convolve a float32 HWC image in [0, 1] with ``kernel`` (borders reflected), in linear light
-    (``x ** gamma``, blur, back) or directly on the display values."""
+    (``x ** gamma``, blur, back) or directly on the display values. The kernel's centre is its
+    pixel (K // 2, K // 2): a point of light at p becomes the kernel placed there."""
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if kernel.ndim != 2:
