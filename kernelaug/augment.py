@@ -7,8 +7,9 @@ blur (a code from the bank, applied by F) or, with probability ``mix`` (the pape
 setting), a parametric motion blur.
 
 Determinism and resuming: the randomness of output (i, k) comes only from
-``np.random.SeedSequence(seed, spawn_key=(i, k))``, and an image's versions are always computed
-together, so a run that was interrupted and resumed writes the same files as one that was not.
+``np.random.SeedSequence(seed, spawn_key=(i, k))`` and each output is computed on its own (one
+image per forward pass), so a run that was interrupted and resumed writes the same files as one
+that was not.
 PNGs are written atomically (temporary file, then rename): a file that exists is complete, and
 images whose outputs all exist are skipped. ``OUT/augment.json`` records the settings (a resumed
 run must use the same ones); ``OUT/manifest.jsonl`` is rewritten at the end of each run with one
@@ -170,7 +171,12 @@ def blur_versions(model: BlurModel, sharp: np.ndarray, draws: list[BlurDraw], gr
     if learned:
         codes = torch.from_numpy(np.stack([draws[i].code for i in learned]))
         strength = [draws[i].strength for i in learned]
-        blurred = KF.learned_blur(image.expand(len(learned), -1, -1, -1), codes, model, strength, grid_mode)
+        # One image per forward pass: each output is computed exactly as it would be alone (a resumed
+        # run recomputes only what is missing), and on a CPU it is the fastest per image (measured
+        # with synth-small on the shared 2-core machine: 26 ms at 256x256 alone vs 54 in a batch of
+        # 4, 186 ms vs 397 at 512x512).
+        blurred = KF.learned_blur(image.expand(len(learned), -1, -1, -1), codes, model, strength, grid_mode,
+                                  chunk_size=1)
         pixels = (blurred.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
         for j, i in enumerate(learned):
             out[i] = pixels[j]
@@ -264,10 +270,10 @@ def augment_folder(model: BlurModel, bank: KernelBank, images, out, settings: Au
                    if not ((folder / "sharp" / name).is_file() and (folder / "blur" / name).is_file())]
         if missing:
             sharp = _to_uint8(read_image(path))
-            blurred = blur_versions(model, sharp, draws, settings.grid_mode)  # all k: identical on resume
-            for k in missing:
+            blurred = blur_versions(model, sharp, [draws[k] for k in missing], settings.grid_mode)
+            for k, image in zip(missing, blurred):
                 write_png(folder / "sharp" / names[k], sharp)
-                write_png(folder / "blur" / names[k], blurred[k])
+                write_png(folder / "blur" / names[k], image)
                 written += 1
                 bar.update()
         skipped += settings.per_image - len(missing)

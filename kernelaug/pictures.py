@@ -220,8 +220,9 @@ def bank_map(codes: np.ndarray, labels: list[str], thumbnails: dict[int, np.ndar
 def label(image: np.ndarray, text: str) -> np.ndarray:
     """A copy of a uint8 RGB image with ``text`` in its top-left corner (white on a dark outline)."""
     out = np.ascontiguousarray(image).copy()
-    _text(out, text, (6, 18), 0.5, (0, 0, 0), 3)
-    _text(out, text, (6, 18), 0.5, (255, 255, 255), 1)
+    scale = 0.5 if out.shape[1] >= 200 else 0.35  # small tiles: small text, so labels fit
+    _text(out, text, (5, int(36 * scale)), scale, (0, 0, 0), 3)
+    _text(out, text, (5, int(36 * scale)), scale, (255, 255, 255), 1)
     return out
 
 

@@ -104,21 +104,22 @@ def test_interrupted_run_resumes_to_the_same_files(model, bank, images, tmp_path
     out = tmp_path / "resumed"
     real_write, calls = KA.write_png, []
 
-    def crash_on_seventh_write(path, rgb):
+    def crash_on_tenth_write(path, rgb):
         calls.append(path)
-        if len(calls) == 7:
-            raise KeyboardInterrupt  # killed in the middle of the second image
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # killed between the sharp and blurred files of output (1, 1)
         real_write(path, rgb)
 
-    monkeypatch.setattr(KA, "write_png", crash_on_seventh_write)
+    monkeypatch.setattr(KA, "write_png", crash_on_tenth_write)
     with pytest.raises(KeyboardInterrupt):
         augment_folder(model, bank, images, out, SETTINGS, progress=False)
     monkeypatch.setattr(KA, "write_png", real_write)
     assert not (out / "manifest.jsonl").exists()
+    assert (out / "train/b/sharp/000001.png").exists() and not (out / "train/b/blur/000001.png").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
     summary = augment_folder(model, bank, images, out, SETTINGS, progress=False)
-    assert summary["skipped"] == 3 and summary["written"] == 9  # image 0 done; image 1 had 3 of its 6 files
+    assert summary["skipped"] == 4 and summary["written"] == 8  # image 0, and output 0 of image 1; (1, 1) redone
     assert _tree(out) == _tree(reference)
     again = augment_folder(model, bank, images, out, SETTINGS, progress=False)
     assert again["written"] == 0 and again["skipped"] == 12
