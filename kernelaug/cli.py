@@ -113,6 +113,15 @@ def _model_and_bank(args, need_bank: bool = True):
     return model, bank
 
 
+def _bank_code(bank, index: int):
+    """Code ``index`` of ``bank`` as a (1, C, h, w) tensor; ValueError when out of range."""
+    import torch
+
+    if not -len(bank) <= index < len(bank):
+        raise ValueError(f"--index {index} is out of range for {bank.path} ({len(bank)} codes)")
+    return torch.from_numpy(bank[index][None])
+
+
 def _cmd_transfer(args) -> None:
     from .datasets import read_image
     from .pictures import write_picture
@@ -128,7 +137,7 @@ def _cmd_transfer(args) -> None:
         code = extract_pair_code(model, to_tensor(read_image(args.sharp)), to_tensor(read_image(args.blurry)))
         origin = f"the pair ({args.sharp}, {args.blurry})"
     else:
-        code = bank[args.index][None]
+        code = _bank_code(bank, args.index)
         origin = f"code {args.index} of {bank.path}"
     target = read_image(args.onto)
     blurred = transfer_blur(model, code, to_tensor(target), strength=args.strength, grid_mode=args.grid_mode)
@@ -170,7 +179,7 @@ def _cmd_show_psf(args) -> None:
         code = extract_pair_code(model, *(to_tensor(read_image(p)) for p in args.pair))
         origin = f"pair {args.pair[0]}, {args.pair[1]}"
     else:
-        code = bank[args.index][None]
+        code = _bank_code(bank, args.index)
         origin = f"code {args.index} of {bank.path}"
     psfs = code_psfs(model, code, size=args.size)
     write_picture(args.out, psf_mosaic(psfs, scale=args.scale))
@@ -179,22 +188,16 @@ def _cmd_show_psf(args) -> None:
 
 
 def _cmd_show_bank(args) -> None:
-    import json as _json
-
     from tqdm import tqdm
 
-    from .pictures import bank_map, bank_pca, code_psfs, source_groups, spread_points, write_picture
+    from .pictures import bank_map, bank_pca, code_psfs, manifest_sources, source_groups, spread_points, write_picture
 
     model, bank = _model_and_bank(args)
     codes = bank[:]
     pair_ids = bank.column("pair_id")
     labels = source_groups(pair_ids)
     if args.manifest:
-        sources = {}
-        for line in Path(args.manifest).read_text().splitlines():
-            if line.strip():
-                row = _json.loads(line)
-                sources[f"{row['split']}/{row['sequence']}/{Path(row['frame']).stem}"] = row["source"]
+        sources = manifest_sources(args.manifest)
         labels = [sources.get(str(p), label) for p, label in zip(pair_ids, labels)]
     coords, _ = bank_pca(codes)
     chosen = spread_points(coords, args.thumbnails)
@@ -257,6 +260,8 @@ def _cmd_make_kernels(args) -> None:
 
     from .coverage import shake_kernel, write_kernel
 
+    if args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
     out = Path(args.out)
     sizes = []
     for i in range(args.count):

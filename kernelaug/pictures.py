@@ -13,6 +13,7 @@ All drawing uses OpenCV; images are uint8 RGB.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .models import BlurModel
 from .synthetic import point_lights
 
 __all__ = ["code_psfs", "point_light_psfs", "psf_mosaic", "bank_pca", "source_groups", "bank_map",
-           "psf_support", "spread_points", "square_crop", "sample_grid", "label", "write_picture"]
+           "psf_support", "manifest_sources", "spread_points", "square_crop", "sample_grid", "label", "write_picture"]
 
 #: Categorical colours (RGB) for sources, after matplotlib's "tab20" (dark shades first).
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -140,6 +141,22 @@ def psf_support(psf: np.ndarray, energy: float = 0.99, minimum: int = 9) -> np.n
         if window.sum() >= energy * total:
             return window
     return psf
+
+
+def manifest_sources(path) -> dict[str, str]:
+    """pair id (``split/sequence/frame-stem``) -> ``source`` from a ``make-synthetic`` manifest.jsonl."""
+    path = Path(path)
+    sources = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            sources[f"{row['split']}/{row['sequence']}/{Path(row['frame']).stem}"] = str(row["source"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}, line {number}: not a make-synthetic manifest row "
+                             f"(needs split, sequence, frame and source): {error}") from None
+    return sources
 
 
 def spread_points(points: np.ndarray, count: int) -> np.ndarray:

@@ -129,3 +129,14 @@ def test_show_psf_for_a_paper_model_file(tmp_path, sharp_dir):
 def test_show_psf_needs_one_code_source(capsys, tmp_path):
     assert main(["show-psf", "--out", str(tmp_path / "x.png")]) == 2
     assert "either" in capsys.readouterr().err
+
+
+def test_manifest_sources(tmp_path):
+    from kernelaug.pictures import manifest_sources
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"split": "train", "sequence": "shake_0000", "frame": "000001.png", "source": "coins"}\n\n')
+    assert manifest_sources(path) == {"train/shake_0000/000001": "coins"}
+    path.write_text('{"split": "train"}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        manifest_sources(path)

@@ -102,4 +102,7 @@ def test_cli_needs_exactly_one_code_source(tmp_path, shake_pair, capsys):
     assert "--blurry" in capsys.readouterr().err
     assert main(["transfer", "--onto", str(a), "--out", str(tmp_path / "d.png")]) == 2
     assert "either" in capsys.readouterr().err
+    assert main(["transfer", "--bank", "synth-small", "--index", "1800", "--onto", str(a), "--out",
+                 str(tmp_path / "d.png")]) == 2
+    assert "out of range" in capsys.readouterr().err
     assert not (tmp_path / "d.png").exists()
