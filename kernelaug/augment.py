@@ -19,6 +19,7 @@ or the motion length and angle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -219,9 +220,11 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 # -- the command ----------------------------------------------------------------------------------
 def _recipe(settings: AugmentSettings, bank: KernelBank, sources: list[str]) -> dict:
     # The bank's model hash names the model (bank.check enforces it); the file hash names the codes.
+    # Output (i, k) is keyed by the image's position in the sorted listing: the listing must not change.
+    listing = hashlib.sha256("\n".join(sources).encode()).hexdigest()
     recipe = {"generator": GENERATOR, "settings": asdict(settings), "model_sha256": bank.model_sha256,
               "bank": {"file": Path(bank.path).name, "sha256": file_sha256(bank.path), "codes": len(bank)},
-              "sources": sources}
+              "sources": {"images": len(sources), "first": sources[0], "last": sources[-1], "listing_sha256": listing}}
     return json.loads(json.dumps(recipe))  # as it reads back from augment.json (tuples -> lists)
 
 

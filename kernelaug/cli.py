@@ -192,9 +192,14 @@ def _cmd_show_bank(args) -> None:
 
     from .pictures import bank_map, bank_pca, code_psfs, manifest_sources, source_groups, spread_points, write_picture
 
+    import numpy as np
+
     model, bank = _model_and_bank(args)
-    codes = bank[:]
-    pair_ids = bank.column("pair_id")
+    if args.max_codes < 2:
+        raise ValueError(f"--max-codes must be at least 2, got {args.max_codes}")
+    rows = np.unique(np.linspace(0, len(bank) - 1, min(len(bank), args.max_codes)).round().astype(np.int64))
+    codes = bank[rows]
+    pair_ids = bank.column("pair_id")[rows]
     labels = source_groups(pair_ids)
     if args.manifest:
         sources = manifest_sources(args.manifest)
@@ -203,9 +208,10 @@ def _cmd_show_bank(args) -> None:
     chosen = spread_points(coords, args.thumbnails)
     thumbnails = {int(i): code_psfs(model, codes[i][None]).mean((0, 1))
                   for i in tqdm(chosen, desc="show-bank PSFs", disable=not len(chosen))}
-    title = f"{Path(bank.path).name}: {len(bank)} codes {tuple(bank.code_shape)}, mean PSF of marked codes"
+    shown = f"{len(codes)} of {len(bank)}" if len(codes) < len(bank) else f"{len(bank)}"
+    title = f"{Path(bank.path).name}: {shown} codes {tuple(bank.code_shape)}, mean PSF of marked codes"
     write_picture(args.out, bank_map(codes, labels, thumbnails, title=title))
-    print(f"mapped {len(bank)} codes in {len(set(labels))} source group(s), {len(thumbnails)} PSFs drawn -> {args.out}")
+    print(f"mapped {shown} codes in {len(set(labels))} source group(s), {len(thumbnails)} PSFs drawn -> {args.out}")
 
 
 def _cmd_sample_grid(args) -> None:
@@ -411,6 +417,7 @@ def _add_issue7_parsers(commands) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--thumbnails", type=int, default=6, help="codes whose (mean) PSF is drawn")
     p.add_argument("--manifest", help="make-synthetic manifest.jsonl: colour by its 'source' field")
+    p.add_argument("--max-codes", type=int, default=20000, help="map at most this many codes (evenly spaced)")
     p.set_defaults(func=_cmd_show_bank)
 
     p = commands.add_parser("sample-grid", help="picture: sharp | learned blurs | parametric blur, one row per image")

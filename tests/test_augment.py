@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -145,6 +146,12 @@ def test_refuses_to_mix_two_datasets(model, bank, images, tmp_path):
     with pytest.raises(ValueError, match="different settings"):
         augment_folder(model, bank, images, out, AugmentSettings(per_image=3, mix=0.4, seed=6), progress=False)
     assert _tree(out) == before
+    grown = tmp_path / "grown"
+    shutil.copytree(images, grown)
+    augment_folder(model, bank, grown, tmp_path / "grown_out", SETTINGS, progress=False)
+    shutil.copyfile(grown / "a.png", grown / "a2.png")  # would shift the (image, k) keys of later images
+    with pytest.raises(ValueError, match="different sources"):
+        augment_folder(model, bank, grown, tmp_path / "grown_out", SETTINGS, progress=False)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):

@@ -109,6 +109,8 @@ def test_commands_write_pictures(tmp_path, sharp_dir, capsys):
     assert _not_blank(_read(tmp_path / "pair.png"))
     assert main(["show-bank", "--out", str(tmp_path / "bank.png"), "--thumbnails", "3"]) == 0
     assert _not_blank(_read(tmp_path / "bank.png"))
+    assert main(["show-bank", "--out", str(tmp_path / "some.png"), "--thumbnails", "0", "--max-codes", "100"]) == 0
+    assert "mapped 100 of 1800 codes" in capsys.readouterr().out
     assert main(["sample-grid", "--images", str(sharp_dir), "--out", str(tmp_path / "grid.png"), "--size", "64",
                  "--learned", "2", "--parametric", "1"]) == 0
     grid = _read(tmp_path / "grid.png")
