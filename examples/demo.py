@@ -1,73 +1,86 @@
-"""`make demo`: blur sharp photos with the shipped model and bank, and write a picture of the result.
+"""`make demo`: offline augmentation of a few sharp photos with the shipped model and bank, and pictures.
 
-Rows: sharp images (the paper's mushishi.png and two scikit-image photos); columns: the sharp image,
-three learned blurs drawn from the shipped bank (seeded), and a parametric motion blur for contrast.
+Sharp sources, written to OUT/sharp/: the paper's sharp sample ``examples/images/mushishi.png``
+and four photos bundled with scikit-image (astronaut, coffee and chelsea as 256x256 crops, rocket
+at 192x288 to show a size that is not a multiple of the model's cell). The other seed samples
+(``blur1.png``, ``blur2.png``, ``face01.png``) are real blurry photos with no sharp counterpart, so
+they are not used as sharp sources.
 
-    python examples/demo.py --out demo_out [--model synth-small] [--bank synth-small] [--seed 0]
+Then it runs these commands (printed as it goes; the same lines work in a shell):
+
+    kernelaug augment --model synth-small --images OUT/sharp --out OUT/dataset --per-image 4 --mix 0.25 --seed 0
+    kernelaug sample-grid --model synth-small --images OUT/sharp --out OUT/samples.png --limit 5 --seed 0
+    kernelaug show-psf --model synth-small --bank synth-small --index 0 --out OUT/psf.png
+    kernelaug show-bank --model synth-small --out OUT/bank_map.png
+
+    python examples/demo.py --out demo_out [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
+import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-import kernelaug as ka
-from kernelaug.datasets import read_image
-
 HERE = Path(__file__).resolve().parent
+PHOTOS = {"astronaut": (256, 256), "coffee": (256, 256), "chelsea": (256, 256), "rocket": (192, 288)}
 
 
-def sharp_images(size: int = 256) -> dict[str, np.ndarray]:
-    """uint8 RGB sharp sources: the seed sample, plus two photos bundled with scikit-image."""
-    images = {"mushishi": (read_image(HERE / "images" / "mushishi.png") * 255).round().astype(np.uint8)}
-    try:
-        from skimage import data
+def write_sharp_images(folder: Path) -> list[Path]:
+    """The demo's sharp sources (see the module docstring) as PNGs in ``folder``."""
+    from skimage import data
 
-        for name in ("astronaut", "coffee"):
-            photo = getattr(data, name)()
-            side = min(photo.shape[:2])
-            images[name] = cv2.resize(photo[:side, :side], (size, size), interpolation=cv2.INTER_AREA)
-    except ImportError:
-        pass
-    return images
+    from kernelaug.pictures import square_crop
 
-
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    bgr = np.ascontiguousarray(image[..., ::-1])
-    cv2.putText(bgr, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(bgr, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    return bgr
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [Path(shutil.copyfile(HERE / "images" / "mushishi.png", folder / "mushishi.png"))]
+    for name, (height, width) in PHOTOS.items():
+        photo = np.asarray(getattr(data, name)())[..., :3]
+        side = max(height, width)
+        tile = square_crop(photo, side)
+        top, left = (side - height) // 2, (side - width) // 2
+        path = folder / f"{name}.png"
+        cv2.imwrite(str(path), np.ascontiguousarray(tile[top:top + height, left:left + width, ::-1]))
+        written.append(path)
+    return written
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out")
-    parser.add_argument("--model", default="synth-small")
-    parser.add_argument("--bank", default="synth-small")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    learned = ka.LearnedBlur(args.model, args.bank, seed=args.seed)
-    parametric = ka.LearnedBlur(args.model, args.bank, parametric="motion", parametric_ratio=1.0, seed=args.seed)
+    from kernelaug.cli import main as kernelaug
+
     out = Path(args.out)
-    (out / "blurred").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name, sharp in sharp_images().items():
-        tiles = [label(sharp, name)]
-        for i in range(3):
-            blurred = learned(sharp)
-            cv2.imwrite(str(out / "blurred" / f"{name}_learned{i}.png"), blurred[..., ::-1])
-            tiles.append(label(blurred, f"learned blur {i + 1}"))
-        tiles.append(label(parametric(sharp), "parametric motion"))
-        rows.append(np.hstack([cv2.resize(t, (256, 256)) for t in tiles]))
-    figure = out / "samples.png"
-    cv2.imwrite(str(figure), np.vstack(rows))
-    print(f"wrote {figure} ({len(rows)} images x 3 learned blurs from {learned.bank.path}) "
-          f"and the blurred images under {out / 'blurred'}")
+    sharp = write_sharp_images(out / "sharp")
+    print(f"wrote {len(sharp)} sharp images to {out / 'sharp'}")
+    seed = str(args.seed)
+    commands = [
+        ["augment", "--model", "synth-small", "--images", str(out / "sharp"), "--out", str(out / "dataset"),
+         "--per-image", "4", "--mix", "0.25", "--seed", seed],
+        ["sample-grid", "--model", "synth-small", "--images", str(out / "sharp"), "--out", str(out / "samples.png"),
+         "--limit", "5", "--seed", seed],
+        ["show-psf", "--model", "synth-small", "--bank", "synth-small", "--index", "0", "--out", str(out / "psf.png")],
+        ["show-bank", "--model", "synth-small", "--out", str(out / "bank_map.png")],
+    ]
+    start = time.perf_counter()
+    for command in commands:
+        print(f"$ kernelaug {shlex.join(command)}", flush=True)
+        status = kernelaug(command)
+        if status:
+            return status
+    print(f"demo done in {time.perf_counter() - start:.1f} s: paired dataset in {out / 'dataset'}, "
+          f"pictures {', '.join(str(out / n) for n in ('samples.png', 'psf.png', 'bank_map.png'))}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -136,6 +136,187 @@ def _cmd_bench_srn(args) -> None:
     gains = ", ".join(f"{name} {b[name]['psnr'] - a[name]['psnr']:+.2f} dB" for name in a)
     print(f"bench srn --preset {args.preset}: comb. vs imgaug: {gains} ({result['wall_time_s'] / 60:.1f} min) -> "
           f"{Path(args.out) / ('srn_' + args.preset + '.md')}")
+# -- blur transfer, offline augmentation, pictures, coverage (issue 7) ------------------------------
+def _model_and_bank(args, need_bank: bool = True):
+    """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank)."""
+    import os
+
+    from .device import resolve_device
+    from .transforms import resolve_bank, resolve_model
+
+    model = resolve_model(args.model, resolve_device(getattr(args, "device", "auto")))
+    bank = None
+    if need_bank or getattr(args, "bank", None):
+        name = args.model if isinstance(args.model, str) and not os.path.exists(args.model) else None
+        bank = resolve_bank(getattr(args, "bank", None), name)
+        bank.check(model)
+    return model, bank
+
+
+def _bank_code(bank, index: int):
+    """Code ``index`` of ``bank`` as a (1, C, h, w) tensor; ValueError when out of range."""
+    import torch
+
+    if not -len(bank) <= index < len(bank):
+        raise ValueError(f"--index {index} is out of range for {bank.path} ({len(bank)} codes)")
+    return torch.from_numpy(bank[index][None])
+
+
+def _cmd_transfer(args) -> None:
+    from .datasets import read_image
+    from .pictures import write_picture
+    from .transfer import extract_pair_code, to_tensor, to_uint8, transfer_blur
+
+    from_pair = args.sharp is not None or args.blurry is not None
+    if from_pair == (args.bank is not None):
+        raise ValueError("give either --sharp A --blurry B (extract the pair's code) or --bank BANK --index I")
+    if from_pair and (args.sharp is None or args.blurry is None):
+        raise ValueError("--sharp and --blurry go together")
+    model, bank = _model_and_bank(args, need_bank=not from_pair)
+    if from_pair:
+        code = extract_pair_code(model, to_tensor(read_image(args.sharp)), to_tensor(read_image(args.blurry)))
+        origin = f"the pair ({args.sharp}, {args.blurry})"
+    else:
+        code = _bank_code(bank, args.index)
+        origin = f"code {args.index} of {bank.path}"
+    target = read_image(args.onto)
+    blurred = transfer_blur(model, code, to_tensor(target), strength=args.strength, grid_mode=args.grid_mode)
+    write_picture(args.out, to_uint8(blurred))
+    if args.save_code:
+        import numpy as np
+
+        np.save(args.save_code, code[0].numpy())
+    print(f"blurred {args.onto} ({target.shape[1]}x{target.shape[0]}) with {origin} "
+          f"(code grid {tuple(code.shape[-2:])}, {args.grid_mode}) -> {args.out}")
+
+
+def _cmd_augment(args) -> None:
+    from .augment import AugmentSettings, augment_folder
+
+    if len(args.strength) not in (1, 2):
+        raise ValueError(f"--strength takes one value or a LO HI range, got {len(args.strength)} values")
+    strength = (args.strength[0], args.strength[-1])
+    settings = AugmentSettings(per_image=args.per_image, mix=args.mix, seed=args.seed, mode=args.mode,
+                               strength=strength, motion_length=tuple(args.motion_length),
+                               grid_mode=args.grid_mode, split=args.split)
+    model, bank = _model_and_bank(args)
+    summary = augment_folder(model, bank, args.images, args.out, settings, progress=not args.no_progress)
+    print(f"augment: {summary['outputs']} pairs from {summary['images']} images "
+          f"({summary['learned']} learned, {summary['parametric']} parametric): wrote {summary['written']}, "
+          f"skipped {summary['skipped']} already written, in {summary['wall_time_s']:.1f} s "
+          f"({summary['written_per_s']:.2f} images/s) -> {summary['out']}")
+
+
+def _cmd_show_psf(args) -> None:
+    from .datasets import read_image
+    from .pictures import code_psfs, psf_mosaic, write_picture
+    from .transfer import extract_pair_code, to_tensor
+
+    if (args.pair is None) == (args.bank is None):
+        raise ValueError("give either --bank BANK [--index I] or --pair SHARP BLURRY")
+    model, bank = _model_and_bank(args, need_bank=args.pair is None)
+    if args.pair is not None:
+        code = extract_pair_code(model, *(to_tensor(read_image(p)) for p in args.pair))
+        origin = f"pair {args.pair[0]}, {args.pair[1]}"
+    else:
+        code = _bank_code(bank, args.index)
+        origin = f"code {args.index} of {bank.path}"
+    psfs = code_psfs(model, code, size=args.size)
+    write_picture(args.out, psf_mosaic(psfs, scale=args.scale))
+    how = "decoded" if hasattr(model, "psf") else "point-light responses of F"
+    print(f"drew {psfs.shape[0]}x{psfs.shape[1]} PSFs ({how}, {psfs.shape[-1]}x{psfs.shape[-1]} px) of {origin} -> {args.out}")
+
+
+def _cmd_show_bank(args) -> None:
+    from tqdm import tqdm
+
+    from .pictures import bank_map, bank_pca, code_psfs, manifest_sources, source_groups, spread_points, write_picture
+
+    import numpy as np
+
+    model, bank = _model_and_bank(args)
+    if args.max_codes < 2:
+        raise ValueError(f"--max-codes must be at least 2, got {args.max_codes}")
+    rows = np.unique(np.linspace(0, len(bank) - 1, min(len(bank), args.max_codes)).round().astype(np.int64))
+    codes = bank[rows]
+    pair_ids = bank.column("pair_id")[rows]
+    labels = source_groups(pair_ids)
+    if args.manifest:
+        sources = manifest_sources(args.manifest)
+        labels = [sources.get(str(p), label) for p, label in zip(pair_ids, labels)]
+    coords, _ = bank_pca(codes)
+    chosen = spread_points(coords, args.thumbnails)
+    thumbnails = {int(i): code_psfs(model, codes[i][None]).mean((0, 1))
+                  for i in tqdm(chosen, desc="show-bank PSFs", disable=not len(chosen))}
+    shown = f"{len(codes)} of {len(bank)}" if len(codes) < len(bank) else f"{len(bank)}"
+    title = f"{Path(bank.path).name}: {shown} codes {tuple(bank.code_shape)}, mean PSF of marked codes"
+    write_picture(args.out, bank_map(codes, labels, thumbnails, title=title))
+    print(f"mapped {shown} codes in {len(set(labels))} source group(s), {len(thumbnails)} PSFs drawn -> {args.out}")
+
+
+def _cmd_sample_grid(args) -> None:
+    import numpy as np
+
+    from .augment import list_images
+    from .bank import as_generator
+    from .datasets import read_image
+    from .pictures import sample_grid, square_crop, write_picture
+
+    model, bank = _model_and_bank(args)
+    files = list_images(args.images)[:args.limit]
+    sharps = {f.stem: square_crop((read_image(f) * 255 + 0.5).astype(np.uint8), args.size) for f in files}
+    rng = as_generator(args.seed)
+    codes = bank.sample(args.learned, rng=rng, mode=args.mode)
+    motions = [(int(rng.integers(args.motion_length[0], args.motion_length[1] + 1)), float(rng.uniform(0, 180)))
+               for _ in range(args.parametric)]
+    write_picture(args.out, sample_grid(model, sharps, codes, motions))
+    print(f"sample grid: {len(sharps)} images x ({args.learned} learned + {args.parametric} parametric) -> {args.out}")
+
+
+def _cmd_coverage(args) -> None:
+    from .augment import list_images
+    from .coverage import coverage, coverage_markdown, read_kernel
+    from .datasets import read_image
+
+    model, _ = _model_and_bank(args, need_bank=False)
+    kernel_dir = Path(args.kernels)
+    if not kernel_dir.is_dir():
+        raise ValueError(f"kernel folder {kernel_dir} does not exist or is not a folder")
+    kernel_files = sorted(kernel_dir.glob("*.png"))
+    if not kernel_files:
+        raise ValueError(f"no kernel PNGs found in {kernel_dir}")
+    kernels = {f.stem: read_kernel(f) for f in kernel_files}
+    images = {f.relative_to(args.images).as_posix(): read_image(f) for f in list_images(args.images)[:args.limit]}
+    result = coverage(model, kernels, images, space=args.space, gamma=args.gamma, crop=args.crop,
+                      progress=not args.no_progress)
+    result = {"model": str(args.model), "kernels_dir": str(kernel_dir), **result}
+    table = coverage_markdown(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    print(table, end="")
+    print(f"coverage: {len(kernels)} kernels x {len(images)} images: re-blurred {result['mean_recon_psnr']:.2f} dB "
+          f"vs blurry-vs-sharp {result['mean_blurry_psnr']:.2f} dB "
+          f"({result['mean_recon_psnr'] - result['mean_blurry_psnr']:+.2f} dB)")
+
+
+def _cmd_make_kernels(args) -> None:
+    import numpy as np
+
+    from .coverage import shake_kernel, write_kernel
+
+    if args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
+    out = Path(args.out)
+    sizes = []
+    for i in range(args.count):
+        rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(i,)))
+        extent = None if args.extent is None else float(rng.uniform(*args.extent))
+        kernel = shake_kernel(rng, extent)
+        write_kernel(out / f"shake_{i:02d}.png", kernel)
+        sizes.append(kernel.shape[0])
+    print(f"wrote {args.count} camera-shake kernels ({min(sizes)}..{max(sizes)} px) -> {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,7 +444,97 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=None, help="empty folder for intermediate data and models (default: a "
                    "temporary folder, removed afterwards)")
     p.set_defaults(func=_cmd_bench_srn)
+    _add_kernel_space_parsers(commands)
     return parser
+
+
+def _add_kernel_space_parsers(commands) -> None:
+    """transfer, augment, show-psf, show-bank, sample-grid, coverage, make-kernels."""
+    def model_args(p, bank_help="kernel bank .h5 or pretrained name (default: the pretrained model's own bank)"):
+        p.add_argument("--model", default="synth-small", help="a .safetensors file or a pretrained name")
+        p.add_argument("--bank", help=bank_help)
+        p.add_argument("--device", default="auto")
+
+    p = commands.add_parser("transfer", help="extract the blur of a pair (or take a bank code) and apply it to an image")
+    model_args(p, "take the code from this bank (with --index) instead of a pair")
+    p.add_argument("--sharp", help="sharp image A of the source pair")
+    p.add_argument("--blurry", help="blurry image B of the source pair")
+    p.add_argument("--index", type=int, default=0, help="code index in --bank")
+    p.add_argument("--onto", required=True, help="image C to blur (any size)")
+    p.add_argument("--out", required=True, help="output image D")
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--grid-mode", default="resize", choices=["resize", "tile"],
+                   help="fitting the code grid to C's size")
+    p.add_argument("--save-code", help="also save the code as a .npy file")
+    p.set_defaults(func=_cmd_transfer)
+
+    p = commands.add_parser("augment", help="write a GoPro-layout paired dataset: sharp images and learned blurs")
+    model_args(p)
+    p.add_argument("--images", required=True, help="folder of sharp images (searched recursively)")
+    p.add_argument("--out", required=True, help="output dataset folder (resumable: finished images are skipped)")
+    p.add_argument("--per-image", type=int, default=4, help="blurred versions per sharp image")
+    p.add_argument("--mix", type=float, default=0.0, help="fraction of parametric motion blurs (the paper's 'comb.')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="bank", choices=["bank", "gaussian", "mix"], help="how codes are drawn")
+    p.add_argument("--strength", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="blur strength, or a LO HI range drawn uniformly")
+    p.add_argument("--motion-length", type=int, nargs=2, default=[3, 15], metavar=("MIN", "MAX"))
+    p.add_argument("--grid-mode", default="resize", choices=["resize", "tile"])
+    p.add_argument("--split", default="train", help="split folder name in the output")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_augment)
+
+    p = commands.add_parser("show-psf", help="draw the spatially varying blur of a code as PSFs on its cell grid")
+    model_args(p, "take the code from this bank (with --index)")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--pair", nargs=2, metavar=("SHARP", "BLURRY"), help="extract the code of this pair")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", type=int, default=4, help="pixels per PSF tap in the picture")
+    p.add_argument("--size", type=int, default=31, help="PSF window of point-light responses (paper arch)")
+    p.set_defaults(func=_cmd_show_psf)
+
+    p = commands.add_parser("show-bank", help="map a bank's codes in 2-D (PCA), coloured by source, with PSFs")
+    model_args(p, "kernel bank .h5 or pretrained name (default: the pretrained model's bank)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--thumbnails", type=int, default=6, help="codes whose (mean) PSF is drawn")
+    p.add_argument("--manifest", help="make-synthetic manifest.jsonl: colour by its 'source' field")
+    p.add_argument("--max-codes", type=int, default=20000, help="map at most this many codes (evenly spaced)")
+    p.set_defaults(func=_cmd_show_bank)
+
+    p = commands.add_parser("sample-grid", help="picture: sharp | learned blurs | parametric blur, one row per image")
+    model_args(p)
+    p.add_argument("--images", required=True, help="folder of sharp images")
+    p.add_argument("--out", required=True)
+    p.add_argument("--learned", type=int, default=3)
+    p.add_argument("--parametric", type=int, default=1)
+    p.add_argument("--mode", default="bank", choices=["bank", "gaussian", "mix"])
+    p.add_argument("--motion-length", type=int, nargs=2, default=[3, 15], metavar=("MIN", "MAX"))
+    p.add_argument("--size", type=int, default=256, help="tile side (images resized and centre-cropped)")
+    p.add_argument("--limit", type=int, default=4, help="at most this many images")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample_grid)
+
+    p = commands.add_parser("coverage", help="the paper's Table 1: re-blur PSNR of recorded kernels through the code space")
+    p.add_argument("--model", default="synth-small")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--kernels", required=True, help="folder of kernel PNGs (one kernel each)")
+    p.add_argument("--images", required=True, help="folder of sharp images")
+    p.add_argument("--space", default="linear", choices=["linear", "display"], help="blur in linear light or display gamma")
+    p.add_argument("--gamma", type=float, default=2.2, help="display gamma of the images (linear space)")
+    p.add_argument("--crop", type=int, default=256, help="centre-crop side (rounded down to the cell)")
+    p.add_argument("--limit", type=int, help="at most this many images")
+    p.add_argument("--json", help="write the numbers (with per-image PSNRs) here")
+    p.add_argument("--markdown", help="write the table here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_coverage)
+
+    p = commands.add_parser("make-kernels", help="write uniform kernels of the synthetic camera-shake family as PNGs")
+    p.add_argument("out")
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extent", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="blur size range in px (default: as the shake family draws it)")
+    p.set_defaults(func=_cmd_make_kernels)
 
 
 def main(argv: list[str] | None = None) -> int:
