@@ -21,7 +21,8 @@ from kernelaug.checkpoint import load_model
 from kernelaug.functional import learned_blur
 from kernelaug.models import build_model
 from kernelaug.models.nonuniform import nonuniform_blur
-from kernelaug.models.psf import GammaCurve, conv3x3_by_taps, soft_clip, to_display, to_linear
+from kernelaug.models.psf import (GammaCurve, conv3x3_by_taps, soft_clip, to_display, to_linear,
+                                  upsample_bilinear)
 
 EPS = 1e-3  # the gamma curve's offset at black (kernelaug.models.psf._GAMMA_EPS)
 
@@ -133,6 +134,14 @@ def test_conv3x3_by_taps_matches_conv2d(shape):
     x = torch.randn(*shape, generator=generator)
     weight, bias = torch.randn(3, shape[1], 3, 3, generator=generator), torch.randn(3, generator=generator)
     assert torch.allclose(conv3x3_by_taps(x, weight, bias), F.conv2d(x, weight, bias, padding=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,size", [((1, 19, 4, 4), (256, 256)), ((2, 5, 3, 5), (191, 320)),
+                                        ((1, 2, 1, 1), (64, 64)), ((1, 3, 2, 7), (2, 7)), ((1, 1, 4, 4), (3, 1))])
+def test_upsample_bilinear_matches_interpolate(shape, size):
+    grid = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+    assert torch.allclose(upsample_bilinear(grid, size), expected, atol=1e-6)
 
 
 # -- the whole operator --------------------------------------------------------------------------

@@ -67,6 +67,28 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     return y - F.softplus(knee).div(sharpness)
 
 
+def bilinear_matrix(size: int, cells: int, device=None, dtype=None) -> torch.Tensor:
+    """(size, cells): the weights of ``F.interpolate(mode="bilinear", align_corners=False)`` along one
+    axis, from ``cells`` samples to ``size``."""
+    src = ((torch.arange(size, device=device, dtype=torch.float32) + 0.5) * (cells / size) - 0.5).clamp_min(0)
+    lower = src.floor().long().clamp_max(cells - 1)
+    upper = (lower + 1).clamp_max(cells - 1)
+    frac = src - lower
+    rows = torch.arange(size, device=device)
+    matrix = torch.zeros(size, cells, device=device, dtype=torch.float32)
+    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, upper), frac, accumulate=True)
+    return matrix.to(dtype or torch.float32)
+
+
+def upsample_bilinear(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(grid, size, mode="bilinear", align_corners=False)`` as two matrix products:
+    several times faster on the CPU for the large factors (a cell of 64 pixels) of F's maps."""
+    rows = bilinear_matrix(size[0], grid.shape[-2], grid.device, grid.dtype)
+    cols = bilinear_matrix(size[1], grid.shape[-1], grid.device, grid.dtype)
+    return (rows @ grid) @ cols.T
+
+
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3x3 kernel with few output channels: one matrix
     product gives every tap's contribution, nine shifted adds sum them. On the CPU several times
@@ -206,9 +228,9 @@ class PsfBlurModel(BlurModel):
 
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
-        # All per-cell maps upsampled in one call (bilinear is per channel: the same as one by one).
+        # All per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
         grids = torch.cat((params.log_gamma, params.boost, params.log_gain, params.features), dim=1)
-        maps = F.interpolate(grids, size=sharp.shape[-2:], mode="bilinear", align_corners=False)
+        maps = upsample_bilinear(grids, sharp.shape[-2:])
         log_gamma, boost, log_gain, features = maps[:, :1], maps[:, 1:2], maps[:, 2:3], maps[:, 3:]
         curve = GammaCurve(log_gamma.exp().mul(self.gamma))
         knee = torch.sigmoid(self.knee_raw)
