@@ -21,8 +21,8 @@ from kernelaug.checkpoint import load_model
 from kernelaug.functional import learned_blur
 from kernelaug.models import build_model
 from kernelaug.models.nonuniform import nonuniform_blur
-from kernelaug.models.psf import (GammaCurve, conv3x3_by_taps, soft_clip, to_display, to_linear,
-                                  upsample_bilinear)
+from kernelaug.models.psf import (GammaCurve, add_upsampled, conv3x3_by_taps, soft_clip, to_display,
+                                  to_linear, upsample_bilinear)
 
 EPS = 1e-3  # the gamma curve's offset at black (kernelaug.models.psf._GAMMA_EPS)
 
@@ -142,6 +142,8 @@ def test_upsample_bilinear_matches_interpolate(shape, size):
     grid = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     expected = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
     assert torch.allclose(upsample_bilinear(grid, size), expected, atol=1e-6)
+    base = torch.randn(shape[0], shape[1], *size, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(add_upsampled(base, grid), base + expected, atol=1e-5)
 
 
 # -- the whole operator --------------------------------------------------------------------------

@@ -89,6 +89,17 @@ def upsample_bilinear(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return (rows @ grid) @ cols.T
 
 
+def add_upsampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``x + upsample_bilinear(grid, x.shape[-2:])`` in one batched matrix product (no full-size
+    temporary for the upsampled grid). x: (B, C, H, W), grid: (B, C, h, w)."""
+    batch, channels, height, width = x.shape
+    rows = bilinear_matrix(height, grid.shape[-2], grid.device, grid.dtype)
+    cols = bilinear_matrix(width, grid.shape[-1], grid.device, grid.dtype)
+    wide = (grid @ cols.T).reshape(batch * channels, grid.shape[-2], width)
+    out = torch.baddbmm(x.reshape(batch * channels, height, width), rows.expand(batch * channels, -1, -1), wide)
+    return out.view(batch, channels, height, width)
+
+
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3x3 kernel with few output channels: one matrix
     product gives every tap's contribution, nine shifted adds sum them. On the CPU several times
@@ -228,10 +239,9 @@ class PsfBlurModel(BlurModel):
 
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
-        # All per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
-        grids = torch.cat((params.log_gamma, params.boost, params.log_gain, params.features), dim=1)
-        maps = upsample_bilinear(grids, sharp.shape[-2:])
-        log_gamma, boost, log_gain, features = maps[:, :1], maps[:, 1:2], maps[:, 2:3], maps[:, 3:]
+        # The per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
+        maps = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), sharp.shape[-2:])
+        log_gamma, boost, log_gain = maps[:, :1], maps[:, 1:2], maps[:, 2:3]
         curve = GammaCurve(log_gamma.exp().mul(self.gamma))
         knee = torch.sigmoid(self.knee_raw)
         linear = curve.to_linear(sharp)
@@ -239,7 +249,7 @@ class PsfBlurModel(BlurModel):
         linear = nonuniform_blur(linear, params.psf, self.cell).mul(log_gain.exp())
         blurred = curve.to_display(soft_clip(linear, self.sharpness_raw.exp()))
         first, act, last = self.residual
-        hidden = act(first(torch.cat((blurred, sharp), dim=1)).add(features))
+        hidden = act(add_upsampled(first(torch.cat((blurred, sharp), dim=1)), params.features))
         if hidden.device.type == "cpu":
             return blurred + conv3x3_by_taps(hidden, last.weight, last.bias)
         return blurred + last(hidden)
