@@ -200,7 +200,8 @@ def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
         # Narrow before the layout change: the transposing copy then moves 1-2 bytes per value, not 4.
         batch = batch.to(torch.uint8 if spec.scale == 255.0 else torch.int32)
     if spec.kind == "numpy":
-        nhwc = batch.permute(0, 2, 3, 1).cpu().numpy().astype(spec.dtype, copy=False)
+        # torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as numpy.ascontiguousarray.
+        nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous().numpy().astype(spec.dtype, copy=False)
         if spec.layout == "HW":
             return np.ascontiguousarray(nhwc[0, :, :, 0])
         if spec.layout == "HWC":
