@@ -282,8 +282,9 @@ def blend(sharp: torch.Tensor, blurred: torch.Tensor, strength) -> torch.Tensor:
 
 
 #: Images per forward pass on the CPU: larger batches fall out of cache and get slower per image
-#: (measured with the psf preset at 256x256: 45 ms/image up to 4 images, 59 at 8, 76 at 32).
-CPU_CHUNK = 4
+#: (psf preset at 256x256, CPU time per image in two runs: 16.8-16.9 ms for 1 or 2 images per pass,
+#: 17.1-23.2 at 4, 20-42 at 8, 43-49 at 16).
+CPU_CHUNK = 2
 
 
 def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: str = "resize",
