@@ -46,6 +46,12 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
 
     Convolution (not correlation): a point of light at p becomes the PSF centred at p.
     Borders are extended by replication.
+
+    Each cell's window (2 cells + the PSF's support, FFT size n) is transformed along x once per
+    image row (the windows of one column of cells share their columns), then along y per window.
+    After the product with the PSF spectrum and the inverse transform along y, the windows are
+    weighted and overlap-added along y while still in x-frequency, so that the last inverse
+    transform runs once per output row and cell column instead of once per window row.
     """
     batch, channels, height, width = image.shape
     rows, cols, size = psfs.shape[1], psfs.shape[2], psfs.shape[-1]
@@ -53,19 +59,30 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
         raise ValueError(f"PSF grid {rows}x{cols} with cell {cell} does not tile a {height}x{width} image")
     radius = size // 2
     window = 2 * cell + 2 * radius
-    pad = cell // 2 + radius
-    padded = F.pad(image, (pad, pad, pad, pad), mode="replicate")
-    windows = padded.unfold(2, window, cell).unfold(3, window, cell)  # B, C, rows, cols, win, win
-    n = fast_fft_size(window)  # zero-padding past the window leaves the valid part exact
-    spectrum = torch.fft.rfft2(windows, s=(n, n))
-    kernel_spectrum = torch.fft.rfft2(psfs.to(image.dtype), s=(n, n)).unsqueeze(1)
-    blurred = torch.fft.irfft2(spectrum * kernel_spectrum, s=(n, n))
-    blurred = blurred[..., 2 * radius:window, 2 * radius:window]  # the valid part: B, C, rows, cols, 2cell, 2cell
-    weight_rows = cell_weights(rows, cell, image.device, image.dtype)
-    weight_cols = cell_weights(cols, cell, image.device, image.dtype)
-    blurred = blurred * weight_rows[:, None, :, None] * weight_cols[None, :, None, :]
-    columns = blurred.permute(0, 1, 4, 5, 2, 3).reshape(batch, channels * 4 * cell * cell, rows * cols)
-    out = F.fold(columns, output_size=(height + cell, width + cell), kernel_size=2 * cell, stride=cell)
+    # Circular convolution of size n >= window is exact on the valid part [2 * radius, window) of a
+    # window, whatever the window holds past its end: read n pixels instead of zero-padding.
+    n = fast_fft_size(window)
+    lead = cell // 2 + radius
+    tall, wide = (rows - 1) * cell + n, (cols - 1) * cell + n
+    padded = F.pad(image, (lead, wide - width - lead, lead, tall - height - lead), mode="replicate")
+    spectrum = torch.fft.rfft(padded.unfold(3, n, cell), dim=-1)            # B, C, tall, cols, m (x)
+    spectrum = torch.fft.fft(spectrum.unfold(2, n, cell), dim=-1)           # B, C, rows, cols, m, n (y)
+    kernel = torch.fft.rfft(psfs.to(image.dtype), n=n, dim=-1)               # B, rows, cols, K (y), m
+    kernel = torch.fft.fft(kernel.transpose(-1, -2), n=n, dim=-1)             # B, rows, cols, m, n
+    blurred = torch.fft.ifft(spectrum * kernel.unsqueeze(1), dim=-1)[..., 2 * radius:window]
+    blurred = blurred * cell_weights(rows, cell, image.device, image.dtype)[:, None, None, :]
+    # Overlap-add along y: the top half of window i and the bottom half of window i - 1 cover cell row i.
+    halves = blurred.view(batch, channels, rows, cols, -1, 2, cell).permute(0, 1, 2, 5, 6, 3, 4)
+    lines = blurred.new_zeros(batch, channels, rows + 1, cell, cols, blurred.shape[4])
+    lines[:, :, :rows] += halves[:, :, :, 0]
+    lines[:, :, 1:] += halves[:, :, :, 1]
+    lines = torch.fft.irfft(lines, n=n, dim=-1)[..., 2 * radius:window]     # B, C, rows+1, cell, cols, 2cell
+    lines = lines * cell_weights(cols, cell, image.device, image.dtype)
+    halves = lines.view(batch, channels, (rows + 1) * cell, cols, 2, cell)
+    out = lines.new_zeros(batch, channels, (rows + 1) * cell, cols + 1, cell)
+    out[:, :, :, :cols] += halves[..., 0, :]
+    out[:, :, :, 1:] += halves[..., 1, :]
+    out = out.view(batch, channels, (rows + 1) * cell, (cols + 1) * cell)
     half = cell // 2
     return out[..., half:half + height, half:half + width]
 

@@ -1,0 +1,197 @@
+"""The fast paths of the structured operator F, pinned to straightforward reference implementations.
+
+``nonuniform_blur``, the gamma curve, the soft clip, the residual's last convolution and the
+grid upsampling of ``PsfBlurModel.render`` were rewritten for speed (see benchmarks/results/
+transforms.md). The references below are the plain forms they replaced: a spatial convolution per
+cell blended by tent weights, ``pow`` curves, one ``F.interpolate`` per map and ``nn.Conv2d``. The fast
+paths must give the same images and gradients up to float32 round-off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import textured_image
+from kernelaug.checkpoint import load_model
+from kernelaug.functional import learned_blur
+from kernelaug.models import build_model
+from kernelaug.models.nonuniform import nonuniform_blur
+from kernelaug.models.psf import (GammaCurve, add_upsampled, conv3x3_by_taps, soft_clip, to_display,
+                                  to_linear, upsample_bilinear)
+
+EPS = 1e-3  # the gamma curve's offset at black (kernelaug.models.psf._GAMMA_EPS)
+
+
+# -- references ----------------------------------------------------------------------------------
+def tent_weights(cells: int, cell: int) -> torch.Tensor:
+    """(cells, cells * cell): bilinear weight of each cell centre at each pixel, constant past the
+    first and last centres."""
+    t = ((torch.arange(cells * cell, dtype=torch.float64) + 0.5) / cell - 0.5).clamp(0, cells - 1)
+    return (1 - (t[None, :] - torch.arange(cells, dtype=torch.float64)[:, None]).abs()).clamp_min(0)
+
+
+def reference_nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch.Tensor:
+    """Every cell's PSF convolved (spatially, replicated borders) with the whole image, blended by tent weights."""
+    batch, channels, height, width = image.shape
+    rows, cols, size = psfs.shape[1:4]
+    radius = size // 2
+    padded = F.pad(image.double(), (radius,) * 4, mode="replicate")
+    w_rows, w_cols = tent_weights(rows, cell), tent_weights(cols, cell)
+    out = torch.zeros(batch, channels, height, width, dtype=torch.float64)
+    for b in range(batch):
+        for i in range(rows):
+            for j in range(cols):
+                kernel = psfs[b, i, j].double().flip(-1, -2).expand(channels, 1, size, size)
+                blurred = F.conv2d(padded[b:b + 1], kernel, groups=channels)  # convolution, not correlation
+                out[b] += blurred[0] * w_rows[i][:, None] * w_cols[j][None, :]
+    return out.to(image.dtype)
+
+
+def reference_to_linear(x, gamma):
+    low, high = EPS ** (1 / gamma), (1 + EPS) ** (1 / gamma)
+    return (x * (high - low) + low) ** gamma - EPS
+
+
+def reference_to_display(y, gamma):
+    low, high = EPS ** (1 / gamma), (1 + EPS) ** (1 / gamma)
+    return ((y.clamp_min(0) + EPS) ** (1 / gamma) - low) / (high - low)
+
+
+def reference_render(model, sharp, params):
+    """PsfBlurModel.render as first written: one interpolation per map, pow curves, nn.Conv2d."""
+    def upsample(grid):
+        return F.interpolate(grid, size=sharp.shape[-2:], mode="bilinear", align_corners=False)
+
+    gamma = model.gamma * upsample(params.log_gamma).exp()
+    knee = torch.sigmoid(model.knee_raw)
+    linear = reference_to_linear(sharp, gamma)
+    linear = linear + upsample(params.boost) * F.relu(linear - knee) / (1 - knee)
+    linear = nonuniform_blur(linear, params.psf, model.cell) * upsample(params.log_gain).exp()
+    sharpness = model.sharpness_raw.exp()
+    linear = linear - F.softplus(sharpness * (linear - 1) - 3) / sharpness
+    blurred = reference_to_display(linear, gamma)
+    hidden = model.residual[0](torch.cat((blurred, sharp), dim=1)) + upsample(params.features)
+    return blurred + model.residual[1:](hidden)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model("synth-small")
+
+
+def images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    side = max(height, width, 64)
+    stack = [textured_image(rng, side)[:height, :width] for _ in range(batch)]
+    return torch.from_numpy(np.stack(stack)).permute(0, 3, 1, 2).float() / 255
+
+
+def random_psfs(batch, rows, cols, size, seed=0):
+    psfs = torch.rand(batch, rows, cols, size, size, generator=torch.Generator().manual_seed(seed)) ** 4
+    return psfs / psfs.sum((-1, -2), keepdim=True)
+
+
+# -- the pieces ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,cell,size", [((1, 3, 128, 128), 64, 31), ((2, 1, 64, 192), 32, 9),
+                                             ((1, 2, 16, 16), 8, 7), ((1, 3, 128, 64), 64, 1)])
+def test_nonuniform_blur_matches_per_cell_spatial_convolution(shape, cell, size):
+    image = images(shape[0], shape[2], shape[3])[:, :shape[1]]
+    psfs = random_psfs(shape[0], shape[2] // cell, shape[3] // cell, size)
+    expected = reference_nonuniform_blur(image, psfs, cell)
+    assert torch.allclose(nonuniform_blur(image, psfs, cell), expected, atol=2e-6)
+
+
+def test_gamma_curve_matches_pow_form():
+    x = torch.linspace(0, 1, 1001).view(1, 1, 1, -1).expand(1, 3, 4, -1)
+    gamma = 2.2 * torch.exp(0.3 * torch.linspace(-1, 1, 4)).view(1, 1, 4, 1)
+    curve = GammaCurve(gamma)
+    assert torch.allclose(curve.to_linear(x), reference_to_linear(x, gamma), atol=1e-6)
+    y = torch.linspace(-0.1, 1.3, 1001).view(1, 1, 1, -1).expand(1, 3, 4, -1)
+    assert torch.allclose(curve.to_display(y), reference_to_display(y, gamma), atol=1e-6)
+    assert torch.allclose(to_display(to_linear(x, gamma), gamma), x, atol=1e-5)
+    assert y.min() < 0  # the input is not modified by the in-place arithmetic
+    assert float(to_linear(torch.tensor(1.0), torch.tensor(1.7))) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_soft_clip_matches_softplus_form():
+    y = torch.linspace(-0.5, 2.0, 5001)
+    before = y.clone()
+    sharpness = torch.tensor(55.1)
+    expected = y - F.softplus(sharpness * (y - 1) - 3) / sharpness
+    assert torch.allclose(soft_clip(y, sharpness), expected, atol=1e-7)
+    assert torch.equal(y, before)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 37, 53), (3, 4, 1, 1), (2, 6, 1, 9), (1, 16, 8, 1)])
+def test_conv3x3_by_taps_matches_conv2d(shape):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=generator)
+    weight, bias = torch.randn(3, shape[1], 3, 3, generator=generator), torch.randn(3, generator=generator)
+    assert torch.allclose(conv3x3_by_taps(x, weight, bias), F.conv2d(x, weight, bias, padding=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,size", [((1, 19, 4, 4), (256, 256)), ((2, 5, 3, 5), (191, 320)),
+                                        ((1, 2, 1, 1), (64, 64)), ((1, 3, 2, 7), (2, 7)), ((1, 1, 4, 4), (3, 1))])
+def test_upsample_bilinear_matches_interpolate(shape, size):
+    grid = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+    assert torch.allclose(upsample_bilinear(grid, size), expected, atol=1e-6)
+    base = torch.randn(shape[0], shape[1], *size, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(add_upsampled(base, grid), base + expected, atol=1e-5)
+
+
+# -- the whole operator --------------------------------------------------------------------------
+@pytest.mark.parametrize("batch,height,width", [(1, 256, 256), (3, 256, 256), (2, 128, 320)])
+def test_shipped_render_matches_reference(shipped, batch, height, width):
+    sharp = images(batch, height, width, seed=batch)
+    codes = torch.randn(batch, shipped.kernel_dim, height // 64, width // 64,
+                        generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        params = shipped.decode(codes)
+        fast = shipped.render(sharp, params)
+        reference = reference_render(shipped, sharp, params)
+    assert (fast - reference).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("batch,height,width", [(1, 173, 301), (3, 5, 7), (2, 300, 190)])
+def test_learned_blur_at_any_size_matches_reference(shipped, monkeypatch, batch, height, width):
+    sharp = images(batch, height, width, seed=3)
+    codes = torch.randn(batch, shipped.kernel_dim, 4, 4, generator=torch.Generator().manual_seed(4))
+    fast = learned_blur(sharp, codes, shipped)
+    monkeypatch.setattr(shipped, "render", lambda image, params: reference_render(shipped, image, params))
+    reference = learned_blur(sharp, codes, shipped)
+    assert (fast - reference).abs().max() < 1e-4
+
+
+def test_gradients_match_reference():
+    torch.manual_seed(0)
+    model = build_model("psf-tiny").train()
+    with torch.no_grad():  # non-trivial heads, so that every map carries a gradient
+        for head in (model.gain_head, model.tone_head, model.feature_head, model.residual[-1]):
+            head.weight.normal_(0, 0.1)
+    # Away from black: where the blurred linear light is 0, the clamp before the display curve makes
+    # the gradient jump between 0 and the curve's slope on float round-off, in either implementation.
+    sharp = 0.05 + 0.9 * images(2, 64, 128, seed=5)
+    code = torch.randn(2, model.kernel_dim, 1, 2, generator=torch.Generator().manual_seed(6))
+
+    def grads(render):
+        model.zero_grad()
+        image = sharp.clone().requires_grad_(True)
+        render(image, model.decode(code)).square().sum().backward()
+        named = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return named, image.grad
+
+    fast, fast_image = grads(model.render)
+    reference, reference_image = grads(lambda image, params: reference_render(model, image, params))
+    assert fast.keys() == reference.keys() and len(fast) > 10
+    for name in fast:
+        scale = reference[name].abs().max().clamp_min(1e-6)
+        assert (fast[name] - reference[name]).abs().max() / scale < 1e-4, name
+    assert (fast_image - reference_image).abs().max() / reference_image.abs().max() < 1e-4
+    assert math.isfinite(float(fast_image.sum()))
