@@ -1,7 +1,8 @@
 """Blind deblurring (generic, DIP prior): PSNR / SSIM of the result against the sharp image on held-out
 synthetic pairs, next to the blurry input's; then the two real blurry seed photos as pictures.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_deblur.py --data /work/runs/synth --pairs 5 --crop 128
+    OMP_NUM_THREADS=1 python benchmarks/bench_deblur.py --data /work/runs/synth --pairs 4 --crop 128 \
+        --photo-iterations 400
 
 Writes benchmarks/results/deblur.{json,md} (rewritten after every image, so a cut-off run keeps
 what it measured) and docs/deblur_*.jpg.
@@ -74,7 +75,8 @@ def markdown(payload: dict) -> str:
         lines.append(f"| **mean of {len(rows)}** | {mean['blurry_psnr']:.2f} | {mean['result_psnr']:.2f} | "
                      f"{mean['blurry_ssim']:.3f} | {mean['result_ssim']:.3f} | | |")
     if payload["photos"]:
-        lines += ["", "Real blurry photos (no ground truth), whole 256x256 frames:", "",
+        lines += ["", f"Real blurry photos (no ground truth), whole 256x256 frames, "
+                  f"{payload['photo_iterations']} iterations after {payload['warmup']} warm-up steps:", "",
                   "| photo | re-blur vs input | time | figure |", "|---|---|---|---|"]
         for r in payload["photos"]:
             lines.append(f"| {r['photo']} | {r['reblur_psnr']:.2f} dB | {r['seconds']:.0f} s | `{r['figure']}` |")
@@ -90,6 +92,8 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--warmup", type=int)
+    parser.add_argument("--photo-iterations", type=int,
+                        help="main iterations for the real photos (default: as for the pairs)")
     parser.add_argument("--photos", nargs="*", default=["examples/images/blur1.png", "examples/images/blur2.png"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -101,10 +105,12 @@ def main() -> None:
     test = find_pairs(args.data, split="test")
     chosen = [test[i] for i in np.linspace(0, len(test) - 1, args.pairs).round().astype(int)]
     payload = {"model": args.model, "data": args.data, "crop": args.crop, "preset": preset.name,
-               "iterations": preset.iterations, "warmup": preset.warmup_iterations, "pairs": [], "photos": []}
+               "iterations": preset.iterations, "warmup": preset.warmup_iterations, "pairs": [], "photos": [],
+               "photo_iterations": args.photo_iterations or preset.iterations}
 
-    def run(blurry):
-        return deblur_generic(blurry, model, bank=bank, start_code="mean", preset=preset, seed=args.seed)
+    def run(blurry, iterations=None):
+        return deblur_generic(blurry, model, bank=bank, start_code="mean", preset=preset, iterations=iterations,
+                              seed=args.seed)
 
     for i, pair in enumerate(chosen):
         sharp, blurry = read_pair(pair)
@@ -127,7 +133,7 @@ def main() -> None:
 
     for photo in args.photos:
         blurry = to_tensor(read_image(ROOT / photo))
-        result = run(blurry)
+        result = run(blurry, args.photo_iterations)
         figure = Path("docs") / f"deblur_{Path(photo).stem}.jpg"
         write_figure(ROOT / figure, [("blurry", blurry), ("deblurred", result.sharp)])
         payload["photos"].append({"photo": photo, "reblur_psnr": float(psnr(result.reblurred, blurry)[0]),
