@@ -148,7 +148,8 @@ class DeblurPreset:
 
 #: ``gpu``: the paper's sizes (DIP_x of five levels of 128 channels with 16-channel skips, 5000 steps
 #: after 300 warm-up steps, Adam 5e-4, learning rates x0.7 five times). ``cpu``: a narrower DIP,
-#: fewer steps and larger learning rates, about 10 minutes for 256x256 on 2 cores. Both use the
+#: fewer steps and larger learning rates, sized for about 10 minutes at 256x256 on 2 cores (measured
+#: on one thread of a busy 2-core machine: 0.6 s per main step at 256x256, ~12 minutes in all). Both use the
 #: Charbonnier data term: in an early trial on a bank-blurred 128x128 crop with the true code held
 #: fixed, 1 - SSIM + Charbonnier (narrower DIP, lr 5e-3, 500 steps) ended below the blurry input's
 #: PSNR, while with Charbonnier the estimate improved steadily.
