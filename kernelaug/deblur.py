@@ -268,9 +268,16 @@ def _start_code(model, padded: torch.Tensor, start_code, bank) -> torch.Tensor:
     return adapt_grid(code.to(padded.device, padded.dtype), rows, cols).detach()
 
 
-def _schedulers(optimizers, preset: DeblurPreset):
-    step = max(1, preset.iterations // max(1, preset.decay_steps))
-    return [torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=preset.lr_decay) for opt in optimizers]
+def _learning_rate(base: float, step: int, preset: DeblurPreset) -> float:
+    """Step decay: ``base * lr_decay ** (step // (iterations // decay_steps))``."""
+    every = max(1, preset.iterations // max(1, preset.decay_steps))
+    return base * preset.lr_decay ** (step // every)
+
+
+def _set_learning_rates(pairs, step: int, preset: DeblurPreset) -> None:
+    for optimizer, base in pairs:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(base, step, preset)
 
 
 def _fit(net: nn.Module, noise: torch.Tensor, target: torch.Tensor, steps: int, lr: float, noise_std: float,
@@ -354,10 +361,10 @@ def deblur_generic(blurry: Any, model, *, bank=None, start_code=None, preset: st
 
         opt_x = torch.optim.Adam(x_net.parameters(), lr=preset.lr_x)
         opt_k = torch.optim.Adam(k_net.parameters(), lr=preset.lr_k)
-        schedulers = _schedulers((opt_x, opt_k), preset)
         losses: list[float] = []
         bar = tqdm(range(preset.iterations), desc="deblur", disable=not progress)
         for step in bar:
+            _set_learning_rates(((opt_x, preset.lr_x), (opt_k, preset.lr_k)), step, preset)
             opt_x.zero_grad(set_to_none=True)
             opt_k.zero_grad(set_to_none=True)
             x_full = x_net(_perturb(z_x, preset.noise_std, generator))
@@ -368,8 +375,6 @@ def deblur_generic(blurry: Any, model, *, bank=None, start_code=None, preset: st
                 opt_x.step()
             if preset.schedule == "joint" or step % 2 == 1:
                 opt_k.step()
-            for scheduler in schedulers:
-                scheduler.step()
             losses.append(loss.item())
             if step % 10 == 0 or step == preset.iterations - 1:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -453,10 +458,10 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
             latent.requires_grad_(True)
             opt_w = torch.optim.Adam([latent], lr=preset.lr_x)
             opt_k = torch.optim.Adam(k_net.parameters(), lr=preset.lr_k)
-            schedulers = _schedulers((opt_w, opt_k), preset)
             losses: list[float] = []
             bar = tqdm(range(preset.iterations), desc="deblur (generator)", disable=not progress)
             for step in bar:
+                _set_learning_rates(((opt_w, preset.lr_x), (opt_k, preset.lr_k)), step, preset)
                 opt_w.zero_grad(set_to_none=True)
                 opt_k.zero_grad(set_to_none=True)
                 x_full = render(latent)
@@ -470,8 +475,6 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
                             latent.copy_(sphere_project(latent))
                 if preset.schedule == "joint" or step % 2 == 1:
                     opt_k.step()
-                for scheduler in schedulers:
-                    scheduler.step()
                 losses.append(loss.item())
                 if step % 10 == 0 or step == preset.iterations - 1:
                     bar.set_postfix(loss=f"{losses[-1]:.4f}")

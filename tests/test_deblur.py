@@ -127,6 +127,26 @@ def test_generic_any_size_seeded_and_model_untouched(model, bank):
     assert torch.isfinite(extracted.sharp).all()
 
 
+def test_generic_alternate_schedule_and_feature_network(model, bank):
+    blurry = _image(64, seed=4)
+    common = dict(bank=bank, preset=replace(SMALL, iterations=3, warmup_iterations=1), progress=False)
+    joint = deblur_generic(blurry, model, **common)
+    alternate = deblur_generic(blurry, model, **common | {"preset": replace(common["preset"], schedule="alternate")})
+    assert not torch.equal(joint.sharp, alternate.sharp)
+    calls = []
+
+    class Features(nn.Module):
+        def forward(self, image):
+            calls.append(tuple(image.shape))
+            return [image.mean(1, keepdim=True), image[..., ::2, ::2]]
+
+    perceptual = deblur_generic(blurry, model, features=Features(), **common)
+    assert calls and calls[0] == (1, 3, 64, 64)
+    assert perceptual.losses[0] > joint.losses[0]  # same start, plus a non-negative feature term
+    with pytest.raises(ValueError, match="schedule"):
+        replace(SMALL, schedule="sometimes")
+
+
 @pytest.mark.parametrize("image, message", [
     (torch.rand(2, 64, 64), "channels"),
     (torch.rand(5, 64, 64), "channels"),
