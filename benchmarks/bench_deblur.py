@@ -95,6 +95,7 @@ def main() -> None:
                         help="main iterations for the real photos (default: as for the pairs)")
     parser.add_argument("--photos", nargs="*", default=["examples/images/blur1.png", "examples/images/blur2.png"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="deblur", help="results/<name>.{json,md}")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -123,10 +124,10 @@ def main() -> None:
                                  "blurry_ssim": blurry_ssim, "result_ssim": result_ssim,
                                  "reblur_psnr": float(psnr(result.reblurred, blurry)[0]),
                                  "seconds": result.seconds, "final_loss": result.losses[-1] if result.losses else None})
-        if i == 0:
+        if i == 0 and args.name == "deblur":
             write_figure(ROOT / "docs" / "deblur_synthetic.jpg",
                          [("blurry", blurry), ("deblurred", result.sharp), ("sharp", sharp)])
-        write_results("deblur", payload, markdown(payload))
+        write_results(args.name, payload, markdown(payload))
         print(f"{pair.pair_id}: {blurry_psnr:.2f} -> {result_psnr:.2f} dB, SSIM {blurry_ssim:.3f} -> "
               f"{result_ssim:.3f} ({result.seconds:.0f} s)", flush=True)
 
@@ -137,7 +138,7 @@ def main() -> None:
         write_figure(ROOT / figure, [("blurry", blurry), ("deblurred", result.sharp)])
         payload["photos"].append({"photo": photo, "reblur_psnr": float(psnr(result.reblurred, blurry)[0]),
                                   "seconds": result.seconds, "figure": str(figure)})
-        write_results("deblur", payload, markdown(payload))
+        write_results(args.name, payload, markdown(payload))
         print(f"{photo}: re-blur {payload['photos'][-1]['reblur_psnr']:.2f} dB ({result.seconds:.0f} s)", flush=True)
 
     rows = payload["pairs"]
