@@ -1,0 +1,152 @@
+"""Blind deblurring (generic, DIP prior): PSNR / SSIM of the result against the sharp image on held-out
+synthetic pairs, next to the blurry input's; then the two real blurry seed photos as pictures.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_deblur.py --data /work/runs/synth --pairs 4 --crop 128 \
+        --photo-iterations 400
+
+Writes benchmarks/results/deblur.{json,md} (rewritten after every image, so a cut-off run keeps
+what it measured) and docs/deblur_*.jpg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import write_results  # noqa: E402
+from kernelaug.bank import KernelBank  # noqa: E402
+from kernelaug.checkpoint import load_model  # noqa: E402
+from kernelaug.datasets import find_pairs, read_image, read_pair  # noqa: E402
+from kernelaug.deblur import deblur_generic, resolve_preset  # noqa: E402
+from kernelaug.metrics import psnr  # noqa: E402
+from kernelaug.pretrained import resolve_bank  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous()
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def scores(estimate: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
+    ssim = structural_similarity(to_uint8(estimate), to_uint8(sharp), channel_axis=2, data_range=255)
+    return float(psnr(estimate, sharp)[0]), float(ssim)
+
+
+def write_figure(path: Path, panels: list[tuple[str, torch.Tensor]]) -> None:
+    tiles = []
+    for label, image in panels:
+        tile = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2BGR)
+        cv2.putText(tile, label, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, label, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".jpg", np.hstack(tiles), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise ValueError(f"could not encode {path}")
+    path.write_bytes(data.tobytes())
+
+
+def markdown(payload: dict) -> str:
+    rows = payload["pairs"]
+    lines = [f"Generic blind deblurring (DIP prior), preset `{payload['preset']}` ({payload['iterations']} "
+             f"iterations after {payload['warmup']} warm-up steps per DIP), model `{payload['model']}`, start "
+             f"code: the bank's mean. Held-out pairs of `{payload['data']}` (split test), "
+             f"{payload['crop']}x{payload['crop']} centre crops, one thread.", "",
+             "| pair | blurry PSNR | result PSNR | blurry SSIM | result SSIM | re-blur vs input | time |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['pair']} | {r['blurry_psnr']:.2f} | {r['result_psnr']:.2f} | {r['blurry_ssim']:.3f} | "
+                     f"{r['result_ssim']:.3f} | {r['reblur_psnr']:.2f} | {r['seconds']:.0f} s |")
+    if rows:
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("blurry_psnr", "result_psnr", "blurry_ssim", "result_ssim")}
+        lines.append(f"| **mean of {len(rows)}** | {mean['blurry_psnr']:.2f} | {mean['result_psnr']:.2f} | "
+                     f"{mean['blurry_ssim']:.3f} | {mean['result_ssim']:.3f} | | |")
+    if payload["photos"]:
+        lines += ["", f"Real blurry photos (no ground truth), whole 256x256 frames, "
+                  f"{payload['photo_iterations']} iterations after {payload['warmup']} warm-up steps:", "",
+                  "| photo | re-blur vs input | time | figure |", "|---|---|---|---|"]
+        for r in payload["photos"]:
+            lines.append(f"| {r['photo']} | {r['reblur_psnr']:.2f} dB | {r['seconds']:.0f} s | `{r['figure']}` |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="synth-small")
+    parser.add_argument("--data", default="/work/runs/synth")
+    parser.add_argument("--pairs", type=int, default=5, help="held-out pairs, spread evenly over the test split")
+    parser.add_argument("--crop", type=int, default=128, help="centre-crop side of each synthetic pair")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--photo-iterations", type=int,
+                        help="main iterations for the real photos (default: as for the pairs)")
+    parser.add_argument("--photos", nargs="*", default=["examples/images/blur1.png", "examples/images/blur2.png"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="deblur", help="results/<name>.{json,md}")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    bank = KernelBank(resolve_bank(args.model))
+    preset = resolve_preset(args.preset, args.iterations, args.warmup)
+    test = find_pairs(args.data, split="test")
+    chosen = [test[i] for i in np.linspace(0, len(test) - 1, args.pairs).round().astype(int)]
+    payload = {"model": args.model, "data": args.data, "crop": args.crop, "preset": preset.name,
+               "iterations": preset.iterations, "warmup": preset.warmup_iterations, "pairs": [], "photos": [],
+               "photo_iterations": args.photo_iterations or preset.iterations}
+
+    def run(blurry, iterations=None):
+        return deblur_generic(blurry, model, bank=bank, start_code="mean", preset=preset, iterations=iterations,
+                              seed=args.seed)
+
+    for i, pair in enumerate(chosen):
+        sharp, blurry = read_pair(pair)
+        top, left = (sharp.shape[0] - args.crop) // 2, (sharp.shape[1] - args.crop) // 2
+        window = (slice(top, top + args.crop), slice(left, left + args.crop))
+        sharp, blurry = to_tensor(sharp[window]), to_tensor(blurry[window])
+        result = run(blurry)
+        blurry_psnr, blurry_ssim = scores(blurry, sharp)
+        result_psnr, result_ssim = scores(result.sharp, sharp)
+        payload["pairs"].append({"pair": pair.pair_id, "blurry_psnr": blurry_psnr, "result_psnr": result_psnr,
+                                 "blurry_ssim": blurry_ssim, "result_ssim": result_ssim,
+                                 "reblur_psnr": float(psnr(result.reblurred, blurry)[0]),
+                                 "seconds": result.seconds, "final_loss": result.losses[-1] if result.losses else None})
+        if i == 0 and args.name == "deblur":
+            write_figure(ROOT / "docs" / "deblur_synthetic.jpg",
+                         [("blurry", blurry), ("deblurred", result.sharp), ("sharp", sharp)])
+        write_results(args.name, payload, markdown(payload))
+        print(f"{pair.pair_id}: {blurry_psnr:.2f} -> {result_psnr:.2f} dB, SSIM {blurry_ssim:.3f} -> "
+              f"{result_ssim:.3f} ({result.seconds:.0f} s)", flush=True)
+
+    for photo in args.photos:
+        blurry = to_tensor(read_image(ROOT / photo))
+        result = run(blurry, args.photo_iterations)
+        figure = Path("docs") / f"deblur_{Path(photo).stem}.jpg"
+        write_figure(ROOT / figure, [("blurry", blurry), ("deblurred", result.sharp)])
+        payload["photos"].append({"photo": photo, "reblur_psnr": float(psnr(result.reblurred, blurry)[0]),
+                                  "seconds": result.seconds, "figure": str(figure)})
+        write_results(args.name, payload, markdown(payload))
+        print(f"{photo}: re-blur {payload['photos'][-1]['reblur_psnr']:.2f} dB ({result.seconds:.0f} s)", flush=True)
+
+    rows = payload["pairs"]
+    if rows:
+        print(f"{len(rows)} pairs: PSNR {np.mean([r['blurry_psnr'] for r in rows]):.2f} -> "
+              f"{np.mean([r['result_psnr'] for r in rows]):.2f} dB, SSIM {np.mean([r['blurry_ssim'] for r in rows]):.3f} -> "
+              f"{np.mean([r['result_ssim'] for r in rows]):.3f}; {len(payload['photos'])} photos")
+
+
+if __name__ == "__main__":
+    main()
