@@ -1,7 +1,7 @@
 """Blind deblurring (generic, DIP prior): PSNR / SSIM of the result against the sharp image on held-out
 synthetic pairs, next to the blurry input's; then the two real blurry seed photos as pictures.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_deblur.py --data /work/runs/synth --pairs 4 --crop 128 \
+    OMP_NUM_THREADS=1 python benchmarks/bench_deblur.py --data data/synth --pairs 4 --crop 128 \
         --photo-iterations 400
 
 Writes benchmarks/results/deblur.{json,md} (rewritten after every image, so a cut-off run keeps
@@ -85,7 +85,8 @@ def markdown(payload: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="synth-small")
-    parser.add_argument("--data", default="/work/runs/synth")
+    parser.add_argument("--data", required=True, help="a paired dataset; the shipped bank's own: "
+                        "kernelaug make-synthetic data/synth --pairs 2000 --size 256 --seed 2026 --workers 2")
     parser.add_argument("--pairs", type=int, default=5, help="held-out pairs, spread evenly over the test split")
     parser.add_argument("--crop", type=int, default=128, help="centre-crop side of each synthetic pair")
     parser.add_argument("--preset", default="cpu")

@@ -320,6 +320,53 @@ def _check_every(save_every: int, on_save) -> None:
 
 
 # -- generic deblurring --------------------------------------------------------------------------
+def _frame(blurry, model):
+    """The checked blurry image on the model's device, its copy padded to the model's cell, the
+    crop (top, left, height, width) of the image inside it, and the device."""
+    device = _model_device(model)
+    target = prepare_blurry(blurry).to(device)
+    height, width = target.shape[-2:]
+    padded, (top, left) = pad_to_multiple(target, model.cell)
+    return target, padded, (top, left, height, width), device
+
+
+def _optimise(model, target, crop, preset: DeblurPreset, features, generator: torch.Generator, *,
+              image: Callable[[], torch.Tensor], opt_x: torch.optim.Optimizer, k_net: nn.Module,
+              z_k: torch.Tensor, save_every: int, on_save, progress: bool, desc: str,
+              after_x_step: Callable[[], None] | None = None) -> list[float]:
+    """The main loop shared by both priors: Adam steps on x's parameters (through ``image()``) and
+    on the code DIP, joint or alternating, with the preset's learning-rate schedule; returns the
+    losses."""
+    top, left, height, width = crop
+    opt_k = torch.optim.Adam(k_net.parameters(), lr=preset.lr_k)
+    base_x = opt_x.param_groups[0]["lr"]
+    losses: list[float] = []
+    bar = tqdm(range(preset.iterations), desc=desc, disable=not progress)
+    for step in bar:
+        _set_learning_rates(((opt_x, base_x), (opt_k, preset.lr_k)), step, preset)
+        opt_x.zero_grad(set_to_none=True)
+        opt_k.zero_grad(set_to_none=True)
+        x_full = image()
+        code = k_net(_perturb(z_k, preset.noise_std, generator))
+        loss = _objective(model, x_full, code, target, crop, preset, features)
+        loss.backward()
+        if preset.schedule == "joint" or step % 2 == 0:
+            opt_x.step()
+            if after_x_step is not None:
+                with torch.no_grad():
+                    after_x_step()
+        if preset.schedule == "joint" or step % 2 == 1:
+            opt_k.step()
+        losses.append(loss.item())
+        if step % 10 == 0 or step == preset.iterations - 1:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if save_every and (step + 1) % save_every == 0:
+            with torch.no_grad():
+                on_save(step + 1, x_full[..., top:top + height, left:left + width].detach().cpu())
+    bar.close()
+    return losses
+
+
 def deblur_generic(blurry: Any, model, *, bank=None, start_code=None, preset: str | DeblurPreset = "cpu",
                    iterations: int | None = None, warmup_iterations: int | None = None, seed: int = 0,
                    features: nn.Module | None = None, save_every: int = 0,
@@ -336,13 +383,8 @@ def deblur_generic(blurry: Any, model, *, bank=None, start_code=None, preset: st
     preset = resolve_preset(preset, iterations, warmup_iterations)
     _check_every(save_every, on_save)
     started = time.perf_counter()
-    target = prepare_blurry(blurry)
-    device = _model_device(model)
+    target, padded, crop, device = _frame(blurry, model)
     generator = torch.Generator().manual_seed(int(seed))
-    target = target.to(device)
-    height, width = target.shape[-2:]
-    padded, (top, left) = pad_to_multiple(target, model.cell)
-    crop = (top, left, height, width)
     with _frozen(model):
         code0 = _start_code(model, padded, start_code, bank)
         x_net = _build(lambda: SkipNet(preset.noise_channels, 3, preset.dip_down, preset.dip_up, preset.dip_skip),
@@ -359,29 +401,10 @@ def deblur_generic(blurry: Any, model, *, bank=None, start_code=None, preset: st
         _fit(k_net, z_k, code0, preset.warmup_iterations, preset.lr_k, preset.noise_std, generator,
              "warm-up k", progress)
 
-        opt_x = torch.optim.Adam(x_net.parameters(), lr=preset.lr_x)
-        opt_k = torch.optim.Adam(k_net.parameters(), lr=preset.lr_k)
-        losses: list[float] = []
-        bar = tqdm(range(preset.iterations), desc="deblur", disable=not progress)
-        for step in bar:
-            _set_learning_rates(((opt_x, preset.lr_x), (opt_k, preset.lr_k)), step, preset)
-            opt_x.zero_grad(set_to_none=True)
-            opt_k.zero_grad(set_to_none=True)
-            x_full = x_net(_perturb(z_x, preset.noise_std, generator))
-            code = k_net(_perturb(z_k, preset.noise_std, generator))
-            loss = _objective(model, x_full, code, target, crop, preset, features)
-            loss.backward()
-            if preset.schedule == "joint" or step % 2 == 0:
-                opt_x.step()
-            if preset.schedule == "joint" or step % 2 == 1:
-                opt_k.step()
-            losses.append(loss.item())
-            if step % 10 == 0 or step == preset.iterations - 1:
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if save_every and (step + 1) % save_every == 0:
-                with torch.no_grad():
-                    on_save(step + 1, x_full[..., top:top + height, left:left + width].detach().cpu())
-        bar.close()
+        losses = _optimise(model, target, crop, preset, features, generator,
+                           image=lambda: x_net(_perturb(z_x, preset.noise_std, generator)),
+                           opt_x=torch.optim.Adam(x_net.parameters(), lr=preset.lr_x), k_net=k_net, z_k=z_k,
+                           save_every=save_every, on_save=on_save, progress=progress, desc="deblur")
         with torch.no_grad():
             x_full = x_net(z_x)
             code = k_net(z_k)
@@ -424,13 +447,8 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
     if not high > low:
         raise ValueError(f"output_range must be (low, high) with high > low, got {output_range}")
     started = time.perf_counter()
-    target = prepare_blurry(blurry)
-    device = _model_device(model)
+    target, padded, crop, device = _frame(blurry, model)
     rng = torch.Generator().manual_seed(int(seed))
-    target = target.to(device)
-    height, width = target.shape[-2:]
-    padded, (top, left) = pad_to_multiple(target, model.cell)
-    crop = (top, left, height, width)
 
     def render(latent):
         image = generator(latent)
@@ -456,32 +474,14 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
             if sphere:
                 latent = sphere_project(latent)
             latent.requires_grad_(True)
-            opt_w = torch.optim.Adam([latent], lr=preset.lr_x)
-            opt_k = torch.optim.Adam(k_net.parameters(), lr=preset.lr_k)
-            losses: list[float] = []
-            bar = tqdm(range(preset.iterations), desc="deblur (generator)", disable=not progress)
-            for step in bar:
-                _set_learning_rates(((opt_w, preset.lr_x), (opt_k, preset.lr_k)), step, preset)
-                opt_w.zero_grad(set_to_none=True)
-                opt_k.zero_grad(set_to_none=True)
-                x_full = render(latent)
-                code = k_net(_perturb(z_k, preset.noise_std, rng))
-                loss = _objective(model, x_full, code, target, crop, preset, features)
-                loss.backward()
-                if preset.schedule == "joint" or step % 2 == 0:
-                    opt_w.step()
-                    if sphere:
-                        with torch.no_grad():
-                            latent.copy_(sphere_project(latent))
-                if preset.schedule == "joint" or step % 2 == 1:
-                    opt_k.step()
-                losses.append(loss.item())
-                if step % 10 == 0 or step == preset.iterations - 1:
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                if save_every and (step + 1) % save_every == 0:
-                    with torch.no_grad():
-                        on_save(step + 1, x_full[..., top:top + height, left:left + width].detach().cpu())
-            bar.close()
+            def project():
+                if sphere:
+                    latent.copy_(sphere_project(latent))
+
+            losses = _optimise(model, target, crop, preset, features, rng, image=lambda: render(latent),
+                               opt_x=torch.optim.Adam([latent], lr=preset.lr_x), k_net=k_net, z_k=z_k,
+                               save_every=save_every, on_save=on_save, progress=progress,
+                               desc="deblur (generator)", after_x_step=project)
             with torch.no_grad():
                 x_full = render(latent)
                 code = k_net(z_k)

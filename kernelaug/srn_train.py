@@ -95,11 +95,17 @@ class SRNTraining:
 
 
 def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progress: bool = True,
-              desc: str = "srn train", device: str | torch.device = "cpu") -> tuple[SRNDeblur, dict]:
-    """Train a fresh SRN-Deblur on ``pairs`` on ``device``; return it (in eval mode) and a summary
-    with the loss history (mean per 50 steps) and wall time."""
+              desc: str = "srn train", device: str | torch.device = "cpu",
+              model: SRNDeblur | None = None) -> tuple[SRNDeblur, dict]:
+    """Train a fresh SRN-Deblur of ``config`` (or go on training ``model``) on ``pairs`` on
+    ``device``; return it (in eval mode) and a summary with the loss history (mean per 50 steps)
+    and wall time."""
     torch.manual_seed(training.seed)  # weight initialisation; batches come from their own generator
-    model = SRNDeblur(config).to(device)
+    if model is None:
+        model = SRNDeblur(config)
+    elif model.config != config:
+        raise ValueError(f"model has config {model.config}, training was asked for {config}")
+    model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=training.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, training.steps, eta_min=training.lr / 100)
     rng = np.random.default_rng(np.random.SeedSequence(training.seed, spawn_key=(1,)))
