@@ -21,11 +21,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py --out demo_out
 
+# one torch thread: on a shared 2-core machine two threads per process are often far slower
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py
+	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py \
+		&& $(PY) benchmarks/bench_allocator.py && $(PY) benchmarks/bench_augment.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
