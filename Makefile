@@ -26,6 +26,7 @@ test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py \
 		&& $(PY) benchmarks/bench_allocator.py && $(PY) benchmarks/bench_augment.py
 
