@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -369,7 +370,7 @@ def _cmd_deblur(args) -> None:
     from .bank import KernelBank
     from .checkpoint import load_model
     from .datasets import read_image
-    from .deblur import deblur_generator, deblur_generic
+    from .deblur import deblur_generator, deblur_generic, resolve_preset
     from .device import resolve_device
     from .pretrained import PRETRAINED, resolve_bank
 
@@ -392,7 +393,10 @@ def _cmd_deblur(args) -> None:
     def on_save(step, image):
         _write_rgb(out.with_name(f"{out.stem}_{step:05d}{out.suffix}"), image)
 
-    common = dict(bank=bank, start_code=start, preset=args.preset, iterations=args.iterations,
+    preset = resolve_preset(args.preset)
+    if args.centre_weight is not None:
+        preset = dataclasses.replace(preset, centre_weight=args.centre_weight)
+    common = dict(bank=bank, start_code=start, preset=preset, iterations=args.iterations,
                   warmup_iterations=args.warmup, seed=args.seed, save_every=args.save_every,
                   on_save=on_save if args.save_every else None,
                   features=_load_callable(args.features, "--features") if args.features else None)
@@ -564,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="main iterations (default: the preset's)")
     p.add_argument("--warmup", type=int, help="warm-up iterations per DIP (default: the preset's)")
     p.add_argument("--save-every", type=int, default=0, help="also write OUT_<step>.<ext> every K iterations")
+    p.add_argument("--centre-weight", type=float, help="weight of the PSF-centring term (default 1e-3; 0: the paper's "
+                   "objective, whose result can drift by a few pixels)")
     p.add_argument("--prior", default="dip", choices=["dip", "generator"],
                    help="dip: Deep Image Prior for x (generic); generator: x = GEN(w) (domain-specific)")
     p.add_argument("--generator", help="module:callable returning the generator nn.Module (latent -> image)")

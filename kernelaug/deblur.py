@@ -107,6 +107,22 @@ def feature_distance(features: Callable[[torch.Tensor], Any], prediction: torch.
     return sum((p - q.detach()).abs().mean() for p, q in zip(a, b)) / len(a)
 
 
+def psf_offset(model, code: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance (px^2) of each cell's PSF centroid from the PSF's centre, for models
+    that expose their PSFs (the ``psf`` family); zero for others. Penalising it removes the
+    translation ambiguity of blind deblurring: a shifted x under an off-centre PSF explains y as
+    well as the unshifted pair."""
+    psf_of = getattr(model, "psf", None)
+    if not callable(psf_of):
+        return code.new_zeros(())
+    psf = psf_of(code)
+    size = psf.shape[-1]
+    coords = torch.arange(size, device=psf.device, dtype=psf.dtype) - (size - 1) / 2
+    cx = (psf.sum(-2) * coords).sum(-1)
+    cy = (psf.sum(-1) * coords).sum(-1)
+    return (cx * cx + cy * cy).mean()
+
+
 def sphere_project(latent: torch.Tensor) -> torch.Tensor:
     """PULSE's constraint: rescale each latent vector (last axis) to norm sqrt(dim)."""
     dim = latent.shape[-1]
@@ -135,6 +151,7 @@ class DeblurPreset:
     prior_weight: float = 2e-2           # gamma
     alpha: float = 0.66                  # hyper-Laplacian exponent
     feature_weight: float = 0.1          # weight of the feature loss when a feature network is given
+    centre_weight: float = 1e-3          # weight of psf_offset (px^2): keeps the PSFs centred, x unshifted
     schedule: str = "joint"              # "joint": x and k every step; "alternate": x, then k, ...
 
     def __post_init__(self):
@@ -307,6 +324,8 @@ def _objective(model, x_full, code, target, crop, preset: DeblurPreset, features
     x = x_full[..., top:top + height, left:left + width]
     loss = (data_term(prediction, target, preset.data) + preset.kernel_weight * kernel_norm(code)
             + preset.prior_weight * hyper_laplacian(x, preset.alpha))
+    if preset.centre_weight > 0:
+        loss = loss + preset.centre_weight * psf_offset(model, code)
     if features is not None and preset.feature_weight > 0:
         loss = loss + preset.feature_weight * feature_distance(features, prediction, target)
     return loss

@@ -14,3 +14,21 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, max_value: float = 1.0)
     """PSNR in dB per image of a (B, C, H, W) batch, after clamping the prediction to [0, max_value]."""
     mse = ((prediction.clamp(0, max_value) - target) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(max_value**2 / mse.clamp_min(1e-12))
+
+
+def aligned_psnr(estimate: torch.Tensor, target: torch.Tensor, max_shift: int = 4) -> tuple[float, tuple[int, int]]:
+    """PSNR of one image after its best integer shift (dy, dx) within +-max_shift px, on the interior
+    every shift covers; returns (psnr, (dy, dx)). The protocol of blind-deconvolution benchmarks
+    (Levin et al. 2009): a shifted image under an off-centre PSF explains the blurry input as well as
+    the unshifted one, so the shift is not an error."""
+    m = int(max_shift)
+    height, width = target.shape[-2:]
+    if m < 0 or min(height, width) <= 2 * m:
+        raise ValueError(f"max_shift {max_shift} needs images larger than {2 * m} px, got {height}x{width}")
+    inner = target[..., m:height - m, m:width - m]
+    best = (-float("inf"), (0, 0))
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            window = estimate[..., m + dy:height - m + dy, m + dx:width - m + dx]
+            best = max(best, (float(psnr(window, inner).mean()), (dy, dx)))
+    return best

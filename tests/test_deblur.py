@@ -17,10 +17,10 @@ from kernelaug.bank import KernelBank
 from kernelaug.checkpoint import load_model
 from kernelaug.cli import main
 from kernelaug.deblur import (MIN_SIZE, PRESETS, data_term, deblur_generator, deblur_generic, hyper_laplacian, kernel_norm,
-                              resolve_preset, sphere_project, ssim)
+                              psf_offset, resolve_preset, sphere_project, ssim)
 from kernelaug.dip import CodeNet, SkipNet, dip_noise
 from kernelaug.functional import learned_blur
-from kernelaug.metrics import psnr
+from kernelaug.metrics import aligned_psnr, psnr
 from kernelaug.pretrained import resolve_bank
 
 
@@ -53,6 +53,16 @@ def _median_code(bank: KernelBank, model) -> torch.Tensor:
 
 
 # -- the objective -------------------------------------------------------------------------------
+def test_aligned_psnr_finds_the_shift():
+    image = _image(48, seed=5)
+    shifted = torch.roll(image, shifts=(2, -1), dims=(-2, -1))
+    value, shift = aligned_psnr(shifted, image)
+    assert shift == (2, -1) and value > 60
+    assert aligned_psnr(image, image)[1] == (0, 0)
+    with pytest.raises(ValueError, match="max_shift"):
+        aligned_psnr(image[..., :6, :6], image[..., :6, :6])
+
+
 def test_objective_terms():
     generator = torch.Generator().manual_seed(0)
     flat = torch.full((1, 3, 32, 32), 0.5)
@@ -69,6 +79,44 @@ def test_objective_terms():
         data_term(noisy, noisy, "l3")
     latent = sphere_project(torch.randn(2, 16, generator=generator))
     assert torch.allclose(latent.norm(dim=-1), torch.full((2,), 4.0))
+
+
+class _DeltaPSF(nn.Module):
+    """A stand-in exposing ``psf``: every cell's PSF a delta at (centre + code[0], centre + code[1])."""
+
+    def psf(self, code):
+        batch, _, rows, cols = code.shape
+        psf = torch.zeros(batch, rows, cols, 5, 5)
+        for b in range(batch):
+            for r in range(rows):
+                for c in range(cols):
+                    psf[b, r, c, 2 + int(code[b, 1, r, c]), 2 + int(code[b, 0, r, c])] = 1
+        return psf
+
+
+def test_psf_offset_is_the_mean_squared_centroid_shift(model):
+    code = torch.zeros(1, 2, 2, 2)
+    assert float(psf_offset(_DeltaPSF(), code)) == 0
+    code[0, 0, 0, 0], code[0, 1, 1, 1] = 2, -1                    # shifts of 2 px in x, 1 px in y
+    assert float(psf_offset(_DeltaPSF(), code)) == pytest.approx((4 + 1) / 4)
+    assert float(psf_offset(nn.Identity(), code)) == 0               # no PSFs exposed: no term
+    shipped = psf_offset(model, torch.zeros(1, model.kernel_dim, 2, 2, requires_grad=True))
+    shipped.backward()                                               # differentiable through F's PSFs
+
+
+def test_centre_weight_pulls_the_psfs_to_the_centre(model, bank):
+    """Starting from an off-centre bank blur, the centring term moves the found PSFs toward the centre."""
+    code = _median_code(bank, model)
+    blurry = learned_blur(_image(64, seed=3), code, model)
+    offsets = {}
+    for weight in (0.0, 1.0):
+        result = deblur_generic(blurry, model, start_code=code, preset=replace(SMALL, centre_weight=weight),
+                                iterations=30, warmup_iterations=30, progress=False)
+        with torch.no_grad():
+            offsets[weight] = float(psf_offset(model, result.code))
+    with torch.no_grad():
+        assert float(psf_offset(model, code)) > 2                  # the start: about 2 px off centre
+    assert offsets[1.0] < 0.5 * offsets[0.0]
 
 
 def test_dip_networks_shapes():
@@ -90,18 +138,19 @@ SMALL = replace(PRESETS["cpu"], name="test", dip_down=(16, 32, 32), dip_up=(16, 
 
 def test_generic_raises_psnr_on_a_bank_blur(model, bank):
     """A photo crop blurred by one of the model's own bank codes: a short run ends clearly above the
-    blurry input, and the same run stopped after the warm-up (DIP_x fitted to y) does not."""
+    blurry input, and the same run stopped after the warm-up (DIP_x fitted to y) does not. PSNRs
+    after the best shift: this blur is 2 px off centre, and the centring term moves x by as much."""
     photo = cv2.resize(skimage_data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)[24:88, 24:88]
     sharp = torch.from_numpy(photo.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
     blurry = learned_blur(sharp, _median_code(bank, model), model)
-    before = float(psnr(blurry, sharp))
+    before = aligned_psnr(blurry, sharp)[0]
     assert before < 25  # the blur is visible
     warm_only = deblur_generic(blurry, model, bank=bank, preset=SMALL, iterations=0, warmup_iterations=150,
                                progress=False)
     result = deblur_generic(blurry, model, bank=bank, preset=SMALL, iterations=200, warmup_iterations=150,
                             progress=False)
-    assert float(psnr(warm_only.sharp, sharp)) < before + 0.5
-    assert float(psnr(result.sharp, sharp)) > before + 1.0
+    assert aligned_psnr(warm_only.sharp, sharp)[0] < before + 0.5
+    assert aligned_psnr(result.sharp, sharp)[0] > before + 1.0
     assert result.losses[-1] < result.losses[0]
     assert result.sharp.shape == sharp.shape and result.code.shape == (1, model.kernel_dim, 1, 1)
 
