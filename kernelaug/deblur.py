@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .codes import adapt_grid
 from .dip import CodeNet, SkipNet, dip_noise
-from .functional import pad_to_multiple, to_rgb_batch
+from .functional import _model_dtype_device, pad_to_multiple, to_rgb_batch
 from .metrics import charbonnier
 
 __all__ = ["DeblurPreset", "PRESETS", "DeblurResult", "deblur_generic", "deblur_generator", "ssim",
@@ -220,23 +220,20 @@ def prepare_blurry(image: Any) -> torch.Tensor:
 
 
 @contextmanager
-def _frozen(model: nn.Module):
-    """F frozen for the run (no parameter gradients, eval mode); the caller's flags restored after."""
+def _frozen(model: nn.Module, eval_mode: bool = True):
+    """A module frozen for the run (no parameter gradients; eval mode unless ``eval_mode=False``);
+    the caller's flags restored after."""
     flags = [p.requires_grad for p in model.parameters()]
     training = model.training
-    model.requires_grad_(False).eval()
+    model.requires_grad_(False)
+    if eval_mode:
+        model.eval()
     try:
         yield model
     finally:
         for param, flag in zip(model.parameters(), flags):
             param.requires_grad_(flag)
         model.train(training)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for param in model.parameters():
-        return param.device
-    return torch.device("cpu")
 
 
 def _init_weights(module: nn.Module, generator: torch.Generator) -> nn.Module:
@@ -342,7 +339,7 @@ def _check_every(save_every: int, on_save) -> None:
 def _frame(blurry, model):
     """The checked blurry image on the model's device, its copy padded to the model's cell, the
     crop (top, left, height, width) of the image inside it, and the device."""
-    device = _model_device(model)
+    device = _model_dtype_device(model)[1]
     target = prepare_blurry(blurry).to(device)
     height, width = target.shape[-2:]
     padded, (top, left) = pad_to_multiple(target, model.cell)
@@ -451,9 +448,10 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
 
     generator: any ``nn.Module`` mapping a latent to a (1, 3, h, w) image with values in
     ``output_range`` (StyleGAN2: (-1, 1)); its output is resized to the blurry image's padded frame
-    when sizes differ. The generator is frozen, like F. ``sphere``: keep each latent vector on the
-    sphere of radius sqrt(dim) after every step (PULSE). k is a code DIP warmed up to the start code,
-    as in :func:`deblur_generic`; the preset's ``lr_x`` is the latent's learning rate.
+    when sizes differ. The generator's parameters are frozen, like F's, and left in the mode the
+    caller chose. ``sphere``: keep each latent vector on the sphere of radius sqrt(dim) after every
+    step (PULSE). k is a code DIP warmed up to the start code, as in :func:`deblur_generic`; the
+    preset's ``lr_x`` is the latent's learning rate.
     """
     preset = resolve_preset(preset, iterations, warmup_iterations)
     _check_every(save_every, on_save)
@@ -481,33 +479,27 @@ def deblur_generator(blurry: Any, model, generator: nn.Module, latent_shape: tup
                                   antialias=antialias)
         return image
 
-    gen_flags = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
-    try:
-        with _frozen(model):
-            code0 = _start_code(model, padded, start_code, bank)
-            k_net = _build(lambda: CodeNet(model.kernel_dim), rng, device)
-            z_k = dip_noise(32, *code0.shape[-2:], rng, device=device)
-            _fit(k_net, z_k, code0, preset.warmup_iterations, preset.lr_k, preset.noise_std, rng, "warm-up k", progress)
-            latent = torch.randn(latent_shape, generator=rng).to(device)
-            if sphere:
-                latent = sphere_project(latent)
-            latent.requires_grad_(True)
-            def project():
-                if sphere:
-                    latent.copy_(sphere_project(latent))
+    with _frozen(model), _frozen(generator, eval_mode=False):
+        code0 = _start_code(model, padded, start_code, bank)
+        k_net = _build(lambda: CodeNet(model.kernel_dim), rng, device)
+        z_k = dip_noise(32, *code0.shape[-2:], rng, device=device)
+        _fit(k_net, z_k, code0, preset.warmup_iterations, preset.lr_k, preset.noise_std, rng, "warm-up k", progress)
+        latent = torch.randn(latent_shape, generator=rng).to(device)
+        if sphere:
+            latent = sphere_project(latent)
+        latent.requires_grad_(True)
 
-            losses = _optimise(model, target, crop, preset, features, rng, image=lambda: render(latent),
-                               opt_x=torch.optim.Adam([latent], lr=preset.lr_x), k_net=k_net, z_k=z_k,
-                               save_every=save_every, on_save=on_save, progress=progress,
-                               desc="deblur (generator)", after_x_step=project)
-            with torch.no_grad():
-                x_full = render(latent)
-                code = k_net(z_k)
-                reblurred = model.apply(x_full, code)
-    finally:
-        for param, flag in zip(generator.parameters(), gen_flags):
-            param.requires_grad_(flag)
+        def project():
+            latent.copy_(sphere_project(latent))
+
+        losses = _optimise(model, target, crop, preset, features, rng, image=lambda: render(latent),
+                           opt_x=torch.optim.Adam([latent], lr=preset.lr_x), k_net=k_net, z_k=z_k,
+                           save_every=save_every, on_save=on_save, progress=progress,
+                           desc="deblur (generator)", after_x_step=project if sphere else None)
+        with torch.no_grad():
+            x_full = render(latent)
+            code = k_net(z_k)
+            reblurred = model.apply(x_full, code)
     result = _result(x_full, code, reblurred, crop, losses, started)
     result.latent = latent.detach().cpu()
     return result
