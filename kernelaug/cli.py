@@ -137,6 +137,8 @@ def _cmd_bench_srn(args) -> None:
     gains = ", ".join(f"{name} {b[name]['psnr'] - a[name]['psnr']:+.2f} dB" for name in a)
     print(f"bench srn --preset {args.preset}: comb. vs imgaug: {gains} ({result['wall_time_s'] / 60:.1f} min) -> "
           f"{Path(args.out) / ('srn_' + args.preset + '.md')}")
+
+
 # -- blur transfer, offline augmentation, pictures, coverage (issue 7) ------------------------------
 def _model_and_bank(args, need_bank: bool = True):
     """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank)."""
@@ -348,50 +350,27 @@ def _floats(text: str, option: str, count: int | None = None) -> tuple:
     return values
 
 
-def _write_rgb(path: Path, image) -> None:
-    """Write a (1, 3, H, W) float tensor in [0, 1] as an 8-bit image, atomically (temp file, then rename)."""
-    import os
-
-    import cv2
-    import numpy as np
-
-    rgb = (image[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
-    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"cannot encode an image as {path.suffix!r} for {path}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-
-
 def _cmd_deblur(args) -> None:
-    import torch
-
-    from .bank import KernelBank
-    from .checkpoint import load_model
+    from .checkpoint import write_safetensors
     from .datasets import read_image
     from .deblur import deblur_generator, deblur_generic, resolve_preset
-    from .device import resolve_device
-    from .pretrained import PRETRAINED, resolve_bank
+    from .pictures import write_picture
+    from .pretrained import PRETRAINED
+    from .transfer import to_tensor, to_uint8
 
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ValueError(f"output folder {out.parent} does not exist")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
         raise ValueError(f"--out must end in an image suffix (.png, .jpg, .tif, .bmp), got {out.name!r}")
-    blurry = torch.from_numpy(read_image(args.input)).permute(2, 0, 1).contiguous()
-    model = load_model(args.model, device=resolve_device(args.device))
-    bank = None
-    if args.bank:
-        bank = KernelBank(args.bank)
-    elif args.model in PRETRAINED and PRETRAINED[args.model].bank_file:
-        bank = KernelBank(resolve_bank(args.model))
+    blurry = to_tensor(read_image(args.input))
+    model, bank = _model_and_bank(args, need_bank=args.model in PRETRAINED and bool(PRETRAINED[args.model].bank_file))
     start = args.start
     if start is None:
         start = "mean" if bank is not None else "extract"
 
     def on_save(step, image):
-        _write_rgb(out.with_name(f"{out.stem}_{step:05d}{out.suffix}"), image)
+        write_picture(out.with_name(f"{out.stem}_{step:05d}{out.suffix}"), to_uint8(image))
 
     preset = resolve_preset(args.preset)
     if args.centre_weight is not None:
@@ -415,15 +394,9 @@ def _cmd_deblur(args) -> None:
         raise ValueError("--generator is only used with --prior generator")
     else:
         result = deblur_generic(blurry, model, **common)
-    _write_rgb(out, result.sharp)
+    write_picture(out, to_uint8(result.sharp))
     if args.save_code:
-        import os
-
-        from safetensors.torch import save_file
-
-        tmp = f"{args.save_code}.tmp{os.getpid()}"
-        save_file({"code": result.code.contiguous()}, tmp)
-        os.replace(tmp, args.save_code)
+        write_safetensors(args.save_code, {"code": result.code.contiguous()}, metadata={})
     final = result.losses[-1] if result.losses else float("nan")
     print(f"deblurred {args.input} ({blurry.shape[-1]}x{blurry.shape[-2]}) with the {args.prior} prior, "
           f"{len(result.losses)} iterations in {result.seconds:.0f} s, final loss {final:.4f} -> {out}")
