@@ -15,7 +15,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from skimage.metrics import structural_similarity
@@ -27,17 +26,11 @@ from kernelaug.checkpoint import load_model  # noqa: E402
 from kernelaug.datasets import find_pairs, read_image, read_pair  # noqa: E402
 from kernelaug.deblur import deblur_generic, resolve_preset  # noqa: E402
 from kernelaug.metrics import aligned_psnr, psnr  # noqa: E402
+from kernelaug.pictures import label, write_picture  # noqa: E402
 from kernelaug.pretrained import resolve_bank  # noqa: E402
+from kernelaug.transfer import to_tensor, to_uint8  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous()
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def scores(estimate: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
@@ -46,17 +39,7 @@ def scores(estimate: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
 
 
 def write_figure(path: Path, panels: list[tuple[str, torch.Tensor]]) -> None:
-    tiles = []
-    for label, image in panels:
-        tile = cv2.cvtColor(to_uint8(image), cv2.COLOR_RGB2BGR)
-        cv2.putText(tile, label, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(tile, label, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(tile)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, data = cv2.imencode(".jpg", np.hstack(tiles), [cv2.IMWRITE_JPEG_QUALITY, 88])
-    if not ok:
-        raise ValueError(f"could not encode {path}")
-    path.write_bytes(data.tobytes())
+    write_picture(path, np.hstack([label(to_uint8(image), text) for text, image in panels]))
 
 
 def markdown(payload: dict) -> str:

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -247,25 +246,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
-    bgr = np.ascontiguousarray(image[..., ::-1])
-    scale = max(0.3, image.shape[1] / 600)
-    for colour, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(bgr, text, (4, int(16 * scale / 0.45)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, width, cv2.LINE_AA)
-    return bgr
-
-
 def sample_figure(tests: dict[str, PairArrays], runs: list[dict], path: Path) -> Path:
     """Rows of test images: blurry, each run's output (with its PSNR), sharp."""
+    from .pictures import label, write_picture
+
     rows = []
     for name, test in tests.items():
         for i in range(len(runs[0]["tests"][name].get("outputs", []))):
-            tiles = [_label(test.blurry[i], f"{name}: blurry")]
+            tiles = [label(test.blurry[i], f"{name}: blurry")]
             for record in runs:
-                tiles.append(_label(record["tests"][name]["outputs"][i], f"trained {record['run']}"))
-            tiles.append(_label(test.sharp[i], "sharp"))
+                tiles.append(label(record["tests"][name]["outputs"][i], f"trained {record['run']}"))
+            tiles.append(label(test.sharp[i], "sharp"))
             rows.append(np.concatenate(tiles, axis=1))
-    tmp = path.with_name(path.name + ".tmp.png")
-    cv2.imwrite(str(tmp), np.concatenate(rows, axis=0))
-    tmp.replace(path)
-    return path
+    return write_picture(path, np.concatenate(rows, axis=0))
