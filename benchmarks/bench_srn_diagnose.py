@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from _common import write_results
+from kernelaug.datasets import find_pairs
 from kernelaug.srn import SRNConfig, SRNDeblur, multiscale_loss, resize
 from kernelaug.srn_train import PairArrays, SRNTraining, evaluate_srn, load_pair_arrays, train_srn
 
@@ -60,7 +61,7 @@ def short_run(case: str, work: str, reference: str | None, steps: int, lr: float
               test_pairs: int) -> dict:
     torch.set_num_threads(1)
     if case == "reference pairs":
-        pairs = load_pair_arrays(_find_pairs(reference), limit=400)
+        pairs = load_pair_arrays(find_pairs(reference, split="train"), limit=400)
     else:
         pairs = PairArrays(np.load(f"{work}/train_sharp.npy"), np.load(f"{work}/train_0.npy"))
     training = SRNTraining(steps=steps, batch_size=4, crop=96, lr=lr)
@@ -79,12 +80,6 @@ def short_run(case: str, work: str, reference: str | None, steps: int, lr: float
     return {"case": case, "lr": lr, "zero_output": zero_output, "steps": steps,
             "loss_first_50": summary["loss_history"][0], "loss_last_50": summary["loss_history"][-1],
             "wall_time_s": summary["wall_time_s"], "tests": tests}
-
-
-def _find_pairs(root):
-    from kernelaug.datasets import find_pairs
-
-    return find_pairs(root, split="train")
 
 
 def main() -> None:

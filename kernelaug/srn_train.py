@@ -152,8 +152,9 @@ def evaluate_srn(model: SRNDeblur, pairs: PairArrays, progress: bool = False, de
         restored = to_uint8(model.deblur(to_tensor(blurry[None]).to(device)))[0]
         if i < keep:
             outputs.append(restored)
+        target = to_tensor(sharp[None])
         for prefix, image in (("", restored), ("blurry_", blurry)):
-            scores[prefix + "psnr"].append(float(psnr(to_tensor(image[None]), to_tensor(sharp[None]))[0]))
+            scores[prefix + "psnr"].append(float(psnr(to_tensor(image[None]), target)[0]))
             scores[prefix + "ssim"].append(ssim(image, sharp))
     result = {name: float(np.mean(values)) for name, values in scores.items()}
     result["pairs"] = len(pairs)

@@ -20,7 +20,7 @@ from kernelaug.deblur import (MIN_SIZE, PRESETS, data_term, deblur_generator, de
                               psf_offset, resolve_preset, sphere_project, ssim)
 from kernelaug.dip import CodeNet, SkipNet, dip_noise
 from kernelaug.functional import learned_blur
-from kernelaug.metrics import aligned_psnr, psnr
+from kernelaug.metrics import aligned_psnr
 from kernelaug.pretrained import resolve_bank
 
 
