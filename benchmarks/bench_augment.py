@@ -1,7 +1,7 @@
 """Throughput of offline augmentation (``kernelaug augment``) on one thread.
 
 Sharp sources: the sharp images of the first ``--images`` held-out pairs of the synthetic shake
-set (``kernelaug.synthetic.make_pair(2026, "test", i)``: deterministic, no dataset needed), at
+set (``kernelaug.data.synthetic.make_pair(2026, "test", i)``: deterministic, no dataset needed), at
 256x256 and at 512x512. For each setting the whole command runs into a fresh folder (reading the
 images, drawing, F, writing two PNGs per output, the manifest), ``--repeats`` times; the best round
 is reported (the machine may be shared). A resume pass over a finished folder (everything skipped)
@@ -25,8 +25,8 @@ import torch
 
 from _common import write_results
 import kernelaug as ka
-from kernelaug.augment import AugmentSettings, augment_folder
-from kernelaug.synthetic import make_pair
+from kernelaug.tools.augment import AugmentSettings, augment_folder
+from kernelaug.data.synthetic import make_pair
 
 
 def write_sources(folder: Path, count: int, size: int) -> None:

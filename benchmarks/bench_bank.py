@@ -28,7 +28,7 @@ import torch
 
 import kernelaug as ka
 from kernelaug.bank import BankWriter, KernelBank
-from kernelaug.extract import extract_bank
+from kernelaug.learn.extract import extract_bank
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -150,11 +150,11 @@ def main(argv=None) -> dict:
         work = Path(tmp)
         data = args.data
         if data is None:
-            from kernelaug.synthetic import make_synthetic
+            from kernelaug.data.synthetic import make_synthetic
 
             data = work / "data"
             make_synthetic(data, pairs=args.pairs, size=args.image_size, seed=0, test_fraction=0.0, progress=False)
-            result["data"] = f"synthetic shake, {args.pairs} pairs of {args.image_size} px (kernelaug.synthetic, seed 0)"
+            result["data"] = f"synthetic shake, {args.pairs} pairs of {args.image_size} px (kernelaug.data.synthetic, seed 0)"
         else:
             result["data"] = str(data)
         extraction = bench_extraction(model, data, work, args)

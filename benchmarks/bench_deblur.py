@@ -22,13 +22,13 @@ from skimage.metrics import structural_similarity
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import write_results  # noqa: E402
 from kernelaug.bank import KernelBank  # noqa: E402
-from kernelaug.checkpoint import load_model  # noqa: E402
-from kernelaug.datasets import find_pairs, read_image, read_pair  # noqa: E402
+from kernelaug.models.checkpoint import load_model  # noqa: E402
+from kernelaug.data.pairs import find_pairs, read_image, read_pair  # noqa: E402
 from kernelaug.deblur import deblur_generic, resolve_preset  # noqa: E402
 from kernelaug.metrics import aligned_psnr, psnr  # noqa: E402
-from kernelaug.pictures import label, write_picture  # noqa: E402
-from kernelaug.pretrained import resolve_bank  # noqa: E402
-from kernelaug.transfer import to_tensor, to_uint8  # noqa: E402
+from kernelaug.tools.pictures import label, write_picture  # noqa: E402
+from kernelaug.models.pretrained import resolve_bank  # noqa: E402
+from kernelaug.tools.transfer import to_tensor, to_uint8  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from _common import write_results
-from kernelaug.datasets import find_pairs
-from kernelaug.srn import SRNConfig, SRNDeblur, multiscale_loss, resize
-from kernelaug.srn_train import PairArrays, SRNTraining, evaluate_srn, load_pair_arrays, train_srn
+from kernelaug.data.pairs import find_pairs
+from kernelaug.deblurrers.srn import SRNConfig, SRNDeblur, multiscale_loss, resize
+from kernelaug.deblurrers.training import PairArrays, SRNTraining, evaluate_srn, load_pair_arrays, train_srn
 
 CONFIG = SRNConfig(widths=(16, 32, 64), blocks=2)
 TESTS = {"imgaug": 0, "reference (shake)": 1}

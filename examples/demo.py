@@ -36,7 +36,7 @@ def write_sharp_images(folder: Path) -> list[Path]:
     """The demo's sharp sources (see the module docstring) as PNGs in ``folder``."""
     from skimage import data
 
-    from kernelaug.pictures import square_crop
+    from kernelaug.tools.pictures import square_crop
 
     folder.mkdir(parents=True, exist_ok=True)
     written = [Path(shutil.copyfile(HERE / "images" / "mushishi.png", folder / "mushishi.png"))]

@@ -6,7 +6,7 @@ angle -- and call these functions, in the style of ``torchvision.transforms.v2.f
 Kornia's ``apply_transform``.
 
 * :func:`learned_blur` -- F(x, k) for images of any size: reflect padding to multiples of the
-  model's cell, the code grid fitted to the padded image (:func:`kernelaug.codes.adapt_grid`),
+  model's cell, the code grid fitted to the padded image (:func:`kernelaug.bank.codes.adapt_grid`),
   one forward pass under ``torch.inference_mode``, crop back, blend by ``strength``, clamp to [0, 1].
 * :func:`blend` -- ``sharp + strength * (blurred - sharp)``: for a linear blur this is the PSF
   ``(1 - s) * delta + s * k``, a valid kernel (non-negative, sums to one) between "no blur" and
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .codes import adapt_grid
+from .bank.codes import adapt_grid
 
 __all__ = ["learned_blur", "blend", "pad_reflect", "pad_to_multiple", "motion_kernel", "motion_blur",
            "to_rgb_batch", "from_rgb_batch", "ImageSpec", "FLOAT_TOLERANCE"]

@@ -67,8 +67,8 @@ import numpy as np
 import torch
 
 from . import functional as KF
-from .bank import SAMPLE_MODES, as_generator
-from .codes import GRID_MODES
+from .bank.reader import SAMPLE_MODES, as_generator
+from .bank.codes import GRID_MODES
 from .device import resolve_device
 
 __all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES", "resolve_model",
@@ -95,7 +95,7 @@ def resolve_model(model, device="cpu"):
         moved = copy.deepcopy(model).to(target)
         return moved
     if isinstance(model, (str, os.PathLike)):
-        from .checkpoint import load_model
+        from .models.checkpoint import load_model
         return load_model(model, device="cpu" if device is None else device)
     raise TypeError(f"model must be a kernelaug BlurModel, a .safetensors path or a pretrained name, "
                     f"got {type(model).__name__}")
@@ -106,8 +106,8 @@ def resolve_bank(bank, model_name: str | None = None):
 
     ``bank=None`` with a pretrained model name uses the bank shipped with that model.
     """
-    from .bank import KernelBank
-    from . import pretrained
+    from .bank.reader import KernelBank
+    from .models import pretrained
     if isinstance(bank, KernelBank):
         return bank
     if bank is None:

@@ -1,4 +1,4 @@
-"""Offline dataset augmentation (kernelaug.augment, `kernelaug augment`): layout, manifest, seeds, resuming."""
+"""Offline dataset augmentation (kernelaug.tools.augment, `kernelaug augment`): layout, manifest, seeds, resuming."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import kernelaug as ka
-from kernelaug import augment as KA
+from kernelaug.tools import augment as KA
 from kernelaug import functional as KF
-from kernelaug.augment import AugmentSettings, augment_folder, sequence_names
+from kernelaug.tools.augment import AugmentSettings, augment_folder, sequence_names
 from kernelaug.cli import main
-from kernelaug.datasets import find_pairs, read_image
+from kernelaug.data.pairs import find_pairs, read_image
 from transform_checker import textured, tiny_model, write_bank
 
 

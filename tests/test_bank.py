@@ -14,11 +14,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import kernelaug as ka
-from kernelaug import bank as bank_module
+import kernelaug.data.pairs  # noqa: F401  (ka.data.pairs below)
+from kernelaug.bank import reader as bank_module
 from kernelaug.bank import SAMPLE_MODES, BankWriter, KernelBank, merge_banks
 from kernelaug.cli import main
-from kernelaug.codes import adapt_grid
-from kernelaug.extract import crop_boxes, extract_bank, shard_path
+from kernelaug.bank.codes import adapt_grid
+from kernelaug.learn.extract import crop_boxes, extract_bank, shard_path
 from kernelaug.models import PsfConfig
 
 # One setting for every extraction below: 6 pairs, two 64 px crops each, batches of 2 pairs.
@@ -217,7 +218,7 @@ class TestExtract:
         assert bank.code_shape == (8, 1, 1) and bank.dtype == np.float16
         assert bank.attrs["seed"] == 3 and bank.attrs["tiling"] == "random" and bank.attrs["crops_per_pair"] == 2
         ids = bank.column("pair_id")
-        assert list(ids[::2]) == [p.pair_id for p in ka.datasets.find_pairs(pair_root, split="train")[:6]]
+        assert list(ids[::2]) == [p.pair_id for p in ka.data.pairs.find_pairs(pair_root, split="train")[:6]]
         assert list(bank.column("crop_box")[2]) == list(crop_boxes(128, 128, 64, 1, seed=3, crops_per_pair=2)[0])
         assert np.isfinite(bank.column("psnr")).all()
         assert summary["mean_psnr"] == pytest.approx(float(bank.column("psnr").mean()), abs=1e-4)
@@ -226,7 +227,7 @@ class TestExtract:
         bank = KernelBank(reference[0])
         model = ka.load_model(model_file)
         bank.check(model)
-        sharp, blurry = ka.datasets.read_pair(ka.datasets.find_pairs(pair_root, split="train")[0])
+        sharp, blurry = ka.data.pairs.read_pair(ka.data.pairs.find_pairs(pair_root, split="train")[0])
         top, left, h, w = bank.provenance(1)["crop_box"]
         crop = lambda im: torch.from_numpy(im[top:top + h, left:left + w].transpose(2, 0, 1).copy())[None]
         with torch.no_grad():
@@ -236,7 +237,7 @@ class TestExtract:
     def test_killed_then_resumed_equals_uninterrupted(self, tmp_path, reference, model_file, pair_root):
         out = tmp_path / "bank.h5"
         script = (
-            "import os, torch, kernelaug.extract as E\n"
+            "import os, torch, kernelaug.learn.extract as E\n"
             "torch.set_num_threads(2)\n"  # as conftest: float reductions depend on the thread count
             "def hook(path, done):\n"
             "    if done >= 4: os._exit(17)\n"

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import kernelaug as ka
-from kernelaug.checkpoint import read_metadata
+from kernelaug.models.checkpoint import read_metadata
 from kernelaug.cli import main
 
 

@@ -1,4 +1,4 @@
-"""The Table 1 protocol (kernelaug.coverage, `kernelaug coverage` and `kernelaug make-kernels`)."""
+"""The Table 1 protocol (kernelaug.tools.coverage, `kernelaug coverage` and `kernelaug make-kernels`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kernelaug.cli import main
-from kernelaug.coverage import blur_with_kernel, read_kernel, shake_kernel, write_kernel
-from kernelaug.synthetic import make_pair
+from kernelaug.tools.coverage import blur_with_kernel, read_kernel, shake_kernel, write_kernel
+from kernelaug.data.synthetic import make_pair
 
 
 def test_kernels_round_trip_and_are_normalised(tmp_path):

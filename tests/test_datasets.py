@@ -1,4 +1,4 @@
-"""Tests for kernelaug.datasets: discovery, reading, aligned crops, splits."""
+"""Tests for kernelaug.data.pairs: discovery, reading, aligned crops, splits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernelaug.datasets import (
+from kernelaug.data.pairs import (
     LAYOUTS,
     Pair,
     PairedDataset,

@@ -14,14 +14,14 @@ from torch import nn
 from conftest import textured_image
 from skimage import data as skimage_data
 from kernelaug.bank import KernelBank
-from kernelaug.checkpoint import load_model
+from kernelaug.models.checkpoint import load_model
 from kernelaug.cli import main
-from kernelaug.deblur import (MIN_SIZE, PRESETS, data_term, deblur_generator, deblur_generic, hyper_laplacian, kernel_norm,
-                              psf_offset, resolve_preset, sphere_project, ssim)
-from kernelaug.dip import CodeNet, SkipNet, dip_noise
+from kernelaug.deblur.blind import (MIN_SIZE, PRESETS, data_term, deblur_generator, deblur_generic, hyper_laplacian, kernel_norm,
+                                    psf_offset, resolve_preset, sphere_project, ssim)
+from kernelaug.deblur.dip import CodeNet, SkipNet, dip_noise
 from kernelaug.functional import learned_blur
 from kernelaug.metrics import aligned_psnr
-from kernelaug.pretrained import resolve_bank
+from kernelaug.models.pretrained import resolve_bank
 
 
 @pytest.fixture(autouse=True)

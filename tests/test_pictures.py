@@ -1,4 +1,4 @@
-"""Pictures of the kernel space (kernelaug.pictures, `kernelaug show-psf / show-bank / sample-grid`)."""
+"""Pictures of the kernel space (kernelaug.tools.pictures, `kernelaug show-psf / show-bank / sample-grid`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 import kernelaug as ka
 from kernelaug.cli import main
-from kernelaug.pictures import (bank_map, bank_pca, code_psfs, point_light_psfs, psf_mosaic, psf_support,
+from kernelaug.tools.pictures import (bank_map, bank_pca, code_psfs, point_light_psfs, psf_mosaic, psf_support,
                                 source_groups, spread_points)
 from transform_checker import textured, tiny_model
 
@@ -134,7 +134,7 @@ def test_show_psf_needs_one_code_source(capsys, tmp_path):
 
 
 def test_manifest_sources(tmp_path):
-    from kernelaug.pictures import manifest_sources
+    from kernelaug.tools.pictures import manifest_sources
 
     path = tmp_path / "manifest.jsonl"
     path.write_text('{"split": "train", "sequence": "shake_0000", "frame": "000001.png", "source": "coins"}\n\n')

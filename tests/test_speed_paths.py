@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import textured_image
-from kernelaug.checkpoint import load_model
+from kernelaug.models.checkpoint import load_model
 from kernelaug.functional import learned_blur
 from kernelaug.models import build_model
 from kernelaug.models.nonuniform import nonuniform_blur

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kernelaug.cli import main
-from kernelaug.srn import SRNConfig, SRNDeblur, multiscale_loss
-from kernelaug.srn_train import PairArrays, SRNTraining, evaluate_srn, load_srn, save_srn, to_tensor, train_srn
+from kernelaug.deblurrers.srn import SRNConfig, SRNDeblur, multiscale_loss
+from kernelaug.deblurrers.training import PairArrays, SRNTraining, evaluate_srn, load_srn, save_srn, to_tensor, train_srn
 
 TINY = SRNConfig(widths=(4, 8, 8), blocks=1)
 

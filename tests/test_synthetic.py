@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kernelaug import synthetic as S
+from kernelaug.data import synthetic as S
 
 
 def _files(root):

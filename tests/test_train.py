@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 import kernelaug as ka
-from kernelaug.train import TrainOptions, train
+from kernelaug.learn.train import TrainOptions, train
 
 from conftest import write_pairs
 
@@ -53,8 +53,8 @@ class TestResume:
         code = (
             "import os, sys, torch\n"
             f"torch.set_num_threads({torch.get_num_threads()})\n"  # same arithmetic as this process
-            "from kernelaug.train import TrainOptions, train\n"
-            "import kernelaug.train as t\n"
+            "from kernelaug.learn.train import TrainOptions, train\n"
+            "import kernelaug.learn.train as t\n"
             "original = t._save_state\n"
             "def save_then_die(*a, **k):\n"
             "    original(*a, **k)\n"
@@ -105,7 +105,7 @@ class TestDataParallel:
         assert ka.load_model(tmp_path / "ddp.safetensors").provenance["processes"] == 2
 
     def test_batch_not_divisible_by_processes(self, pair_root, tmp_path, monkeypatch):
-        monkeypatch.setattr("kernelaug.train._distributed", lambda: (0, 3))
+        monkeypatch.setattr("kernelaug.learn.train._distributed", lambda: (0, 3))
         with pytest.raises(ValueError, match="not divisible"):
             train(_options(pair_root, tmp_path / "m.safetensors"))
 

@@ -1,4 +1,4 @@
-"""Blur transfer: extract the code of a pair, apply it to any image (kernelaug.transfer, `kernelaug transfer`)."""
+"""Blur transfer: extract the code of a pair, apply it to any image (kernelaug.tools.transfer, `kernelaug transfer`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import torch
 
 import kernelaug as ka
 from kernelaug.cli import main
-from kernelaug.datasets import read_image
+from kernelaug.data.pairs import read_image
 from kernelaug.metrics import psnr
-from kernelaug.synthetic import make_pair
-from kernelaug.transfer import cell_crop, extract_pair_code, to_tensor, transfer_blur
+from kernelaug.data.synthetic import make_pair
+from kernelaug.tools.transfer import cell_crop, extract_pair_code, to_tensor, transfer_blur
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .bank import FORMAT, BankWriter, _check_dtype, _plain
-from .checkpoint import load_model
-from .datasets import find_pairs, read_pair
-from .device import resolve_device
-from .metrics import psnr as psnr_db
-from .models import BlurModel
+from ..bank.reader import FORMAT, BankWriter, _check_dtype, _plain
+from ..models.checkpoint import load_model
+from ..data.pairs import find_pairs, read_pair
+from ..device import resolve_device
+from ..metrics import psnr as psnr_db
+from ..models import BlurModel
 
 __all__ = ["extract_bank", "crop_boxes", "shard_path"]
 
@@ -115,7 +115,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     """Extract the codes of a paired dataset into a kernel bank at ``out``; return a summary dict.
 
     ``model``: a :class:`BlurModel` (moved to ``device``) or a model file / pretrained name.
-    ``data``/``split``: any layout :func:`kernelaug.datasets.find_pairs` reads; ``limit``: at most
+    ``data``/``split``: any layout :func:`kernelaug.data.pairs.find_pairs` reads; ``limit``: at most
     that many pairs (the first ones). ``crop``: square crop side, a multiple of the model's cell;
     ``crops_per_pair`` random crops per pair, or ``tile=True`` to tile each whole image.
     ``batch_size``: pairs per committed batch, and crops per forward pass. ``dtype``: float16 or
@@ -204,7 +204,7 @@ def _is_complete_bank(path: Path) -> bool:
 
 def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
     """A complete bank asked to resume: fine when it was made with the same settings."""
-    from .bank import KernelBank
+    from ..bank.reader import KernelBank
 
     bank = KernelBank(path)
     with bank:

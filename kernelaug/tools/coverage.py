@@ -7,7 +7,7 @@ PSNR(x, y), the blurry-vs-sharp baseline. Results per kernel (mean over the imag
 a markdown table.
 
 :func:`shake_kernel` renders uniform kernels from the camera-shake family of
-:mod:`kernelaug.synthetic` (the PSF at one point of a shaken frame), so that a model trained on that
+:mod:`kernelaug.data.synthetic` (the PSF at one point of a shaken frame), so that a model trained on that
 family can be checked on kernels of its own kind; ``kernelaug make-kernels`` writes them as PNGs.
 """
 
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .metrics import psnr
-from .models import BlurModel
+from ..metrics import psnr
+from ..models import BlurModel
 from .transfer import extract_pair_code, transfer_blur
 
 __all__ = ["SPACES", "read_kernel", "write_kernel", "blur_with_kernel", "shake_kernel", "coverage",
@@ -90,7 +90,7 @@ def shake_kernel(rng: np.random.Generator, extent: float | None = None, frame: i
     ``frame`` x ``frame`` shaken frame (uniform in its central 60 %) over the exposure, splatted
     bilinearly and centred on the middle sub-frame's position. ``extent``: blur size in px (default
     drawn as the family draws it). Returns float32 (K, K), K odd, summing to 1."""
-    from .synthetic import camera_trajectory
+    from ..data.synthetic import camera_trajectory
 
     trajectory = camera_trajectory(rng, frame, extent)
     point = np.array([*rng.uniform(0.2 * frame, 0.8 * frame, 2), 1.0])

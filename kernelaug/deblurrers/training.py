@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
-from .checkpoint import write_safetensors
-from .metrics import psnr
+from ..models.checkpoint import write_safetensors
+from ..metrics import psnr
 from .srn import SRN_FORMAT, SRNConfig, SRNDeblur, multiscale_loss
 
 
@@ -196,9 +196,9 @@ def load_srn(path: str | os.PathLike, device: str | torch.device = "cpu") -> SRN
 
 
 def load_pair_arrays(pairs, size: int | None = None, limit: int | None = None) -> PairArrays:
-    """Read dataset pairs (from :func:`kernelaug.datasets.find_pairs`) into memory as uint8, each
+    """Read dataset pairs (from :func:`kernelaug.data.pairs.find_pairs`) into memory as uint8, each
     centre-cropped to ``size`` (all pairs must then share one size when ``size`` is None)."""
-    from .datasets import read_pair
+    from ..data.pairs import read_pair
 
     pairs = list(pairs)[:limit] if limit else list(pairs)
     if not pairs:

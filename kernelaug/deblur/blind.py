@@ -6,7 +6,7 @@ and the code grid k are searched, minimising
     rho(y, F(x, k)) + lambda * ||k||_2 + gamma * mean((g_u(x)^2 + g_v(x)^2)^(alpha / 2))  [+ feature loss]
 
 * generic (:func:`deblur_generic`): x = DIP_x(z_x), k = DIP_k(z_k), both untrained networks from
-  fixed noise (:mod:`kernelaug.dip`); a warm-up fits DIP_x to y and DIP_k to a starting code (the
+  fixed noise (:mod:`kernelaug.deblur.dip`); a warm-up fits DIP_x to y and DIP_k to a starting code (the
   bank's mean code, or G(y, y)), then Adam steps (joint or alternating) with a step-decay schedule
   and DIP's input-noise regularisation (z perturbed by fresh noise every step).
 * domain-specific (:func:`deblur_generator`): x = Gen(w) for a user-supplied generator (any
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .codes import adapt_grid
+from ..bank.codes import adapt_grid
 from .dip import CodeNet, SkipNet, dip_noise
-from .functional import _model_dtype_device, pad_to_multiple, to_rgb_batch
-from .metrics import charbonnier
+from ..functional import _model_dtype_device, pad_to_multiple, to_rgb_batch
+from ..metrics import charbonnier
 
 __all__ = ["DeblurPreset", "PRESETS", "DeblurResult", "deblur_generic", "deblur_generator", "ssim",
            "kernel_norm", "hyper_laplacian", "data_term", "charbonnier", "sphere_project", "prepare_blurry",

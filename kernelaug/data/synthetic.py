@@ -93,7 +93,7 @@ def load_photo(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError as e:
-        raise ImportError("kernelaug.synthetic needs scikit-image for its sample photos: "
+        raise ImportError("kernelaug.data.synthetic needs scikit-image for its sample photos: "
                           "pip install scikit-image") from e
 
     if name not in TRAIN_PHOTOS + TEST_PHOTOS:

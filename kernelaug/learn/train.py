@@ -24,13 +24,13 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from . import __version__
-from .checkpoint import load_model, model_sha256, read_metadata, save_model
-from .datasets import PairedDataset, find_pairs, split_pairs
-from .device import resolve_device
+from .. import __version__
+from ..models.checkpoint import load_model, model_sha256, read_metadata, save_model
+from ..data.pairs import PairedDataset, find_pairs, split_pairs
+from ..device import resolve_device
 from .evaluate import evaluate, load_crops
-from .metrics import charbonnier
-from .models import BlurModel, build_model, config_to_dict, get_preset
+from ..metrics import charbonnier
+from ..models import BlurModel, build_model, config_to_dict, get_preset
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .srn import SRNConfig
-from .srn_train import PairArrays, SRNTraining
+from .training import PairArrays, SRNTraining
 
 PAPER_TABLE = {  # Tran et al. 2021, SRN-Deblur, PSNR dB
     "imgaug": {"imgaug": 28.64, "REDS": 24.22, "GOPRO": 22.96},
@@ -79,7 +79,7 @@ def _uint8(image: np.ndarray) -> np.ndarray:
 def training_images(count: int, size: int, seed: int) -> np.ndarray:
     """Sharp training images (uint8 (N, size, size, 3)): train-split photo crops and dead-leaves
     images from their own seed stream, so none is an image the bank was extracted from."""
-    from .synthetic import sharp_source
+    from ..data.synthetic import sharp_source
 
     return np.stack([_uint8(sharp_source(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(TRAIN_STREAM, i))),
                                          size, "train")[0]) for i in range(count)])
@@ -103,7 +103,7 @@ def blur_training_set(sharp: np.ndarray, preset: SRNBenchPreset, run: str, model
     library's own transform."""
     from tqdm.auto import tqdm
 
-    from .transforms import LearnedBlur
+    from ..transforms import LearnedBlur
 
     ratio = 1.0 if run == "imgaug" else 1.0 - preset.learned_ratio
     blur = LearnedBlur(model, bank, parametric=ImgaugMotion(preset.motion_k, seed), parametric_ratio=ratio, seed=seed)
@@ -113,9 +113,9 @@ def blur_training_set(sharp: np.ndarray, preset: SRNBenchPreset, run: str, model
 
 def build_test_sets(work: Path, preset: SRNBenchPreset, seed: int, jobs: int, progress: bool) -> dict[str, PairArrays]:
     """The three test sets: {"imgaug", "reference (shake)", "other (object)"}."""
-    from .datasets import find_pairs
-    from .srn_train import load_pair_arrays
-    from .synthetic import make_synthetic
+    from ..data.pairs import find_pairs
+    from .training import load_pair_arrays
+    from ..data.synthetic import make_synthetic
 
     sets = {}
     for family, data_seed in (("shake", REFERENCE_SEED), ("object", OTHER_SEED)):
@@ -133,7 +133,7 @@ def build_test_sets(work: Path, preset: SRNBenchPreset, seed: int, jobs: int, pr
 def _train_and_test(run: str, preset: SRNBenchPreset, arrays: dict[str, str], threads: int, out: str,
                     progress: bool, device: str) -> dict:
     """One run in its own process: train on the saved arrays, save the model, evaluate on the test sets."""
-    from .srn_train import evaluate_srn, save_srn, train_srn
+    from .training import evaluate_srn, save_srn, train_srn
 
     torch.set_num_threads(threads)
     pairs = PairArrays(np.load(arrays["sharp"]), np.load(arrays[run]))
@@ -155,8 +155,8 @@ def run_srn_bench(preset: str | SRNBenchPreset = "cpu", out: str | Path = "bench
 
     ``device`` trains and tests SRN there ("cuda" for the paper preset); the training blurs are
     made on the CPU, as inside DataLoader workers."""
-    from .runinfo import machine_info
-    from .transforms import resolve_bank, resolve_model
+    from ..runinfo import machine_info
+    from ..transforms import resolve_bank, resolve_model
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -248,7 +248,7 @@ def markdown(result: dict) -> str:
 
 def sample_figure(tests: dict[str, PairArrays], runs: list[dict], path: Path) -> Path:
     """Rows of test images: blurry, each run's output (with its PSNR), sharp."""
-    from .pictures import label, write_picture
+    from ..tools.pictures import label, write_picture
 
     rows = []
     for name, test in tests.items():

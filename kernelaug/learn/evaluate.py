@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import torch
 
-from .datasets import Pair, read_pair
-from .metrics import psnr
-from .models import BlurModel
+from ..data.pairs import Pair, read_pair
+from ..metrics import psnr
+from ..models import BlurModel
 
 
 def load_crops(pairs: list[Pair], crop: int, cell: int, limit: int | None = None):

@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import functional as KF
-from .bank import SAMPLE_MODES, KernelBank
-from .codes import GRID_MODES
-from .datasets import read_image
-from .models import BlurModel
-from .pretrained import file_sha256
+from .. import functional as KF
+from ..bank.reader import SAMPLE_MODES, KernelBank
+from ..bank.codes import GRID_MODES
+from ..data.pairs import read_image
+from ..models import BlurModel
+from ..models.pretrained import file_sha256
 
 __all__ = ["IMAGE_SUFFIXES", "AugmentSettings", "BlurDraw", "list_images", "sequence_names", "output_rng",
            "draw_blur", "blur_versions", "augment_folder", "write_png"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import functional as KF
-from .models import BlurModel
+from .. import functional as KF
+from ..models import BlurModel
 
 __all__ = ["cell_crop", "extract_pair_code", "transfer_blur", "to_tensor", "to_uint8"]
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """float32 HWC RGB in [0, 1] (as :func:`kernelaug.datasets.read_image` returns) -> (1, 3, H, W)."""
+    """float32 HWC RGB in [0, 1] (as :func:`kernelaug.data.pairs.read_image` returns) -> (1, 3, H, W)."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got {getattr(image, 'shape', type(image))}")
     return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]

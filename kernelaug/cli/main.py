@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _cmd_train(args) -> None:
-    from .train import TrainOptions, train
+    from ..learn.train import TrainOptions, train
 
     options = TrainOptions(data=args.data, out=args.out, preset=args.preset, steps=args.steps,
                            batch_size=args.batch_size, crop=args.crop, lr=args.lr, psf_weight=args.psf_weight, val_every=args.val_every,
@@ -27,7 +27,7 @@ def _cmd_train(args) -> None:
 def _cmd_info(args) -> None:
     import dataclasses
 
-    from .checkpoint import load_model
+    from ..models.checkpoint import load_model
 
     model = load_model(args.model)
     params = sum(p.numel() for p in model.parameters())
@@ -39,10 +39,10 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from .checkpoint import load_model
-    from .datasets import find_pairs
-    from .device import resolve_device
-    from .evaluate import evaluate, load_crops, reconstruction_figure
+    from ..models.checkpoint import load_model
+    from ..data.pairs import find_pairs
+    from ..device import resolve_device
+    from ..learn.evaluate import evaluate, load_crops, reconstruction_figure
 
     model = load_model(args.model, device=resolve_device(args.device))
     pairs = find_pairs(args.data, split=args.split)
@@ -58,7 +58,7 @@ def _cmd_evaluate(args) -> None:
 
 
 def _cmd_make_synthetic(args) -> None:
-    from .synthetic import make_synthetic
+    from ..data.synthetic import make_synthetic
 
     summary = make_synthetic(args.out, pairs=args.pairs, size=args.size, seed=args.seed, family=args.family,
                              workers=args.workers, test_fraction=args.test_fraction)
@@ -68,7 +68,7 @@ def _cmd_make_synthetic(args) -> None:
 def _cmd_extract(args) -> None:
     import os
 
-    from .extract import extract_bank
+    from ..learn.extract import extract_bank
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     summary = extract_bank(args.model, args.data, args.out, crop=args.crop, crops_per_pair=args.crops_per_pair or 1,
@@ -82,14 +82,14 @@ def _cmd_extract(args) -> None:
 
 
 def _cmd_bank_info(args) -> None:
-    from .bank import bank_info, format_bank_info
+    from ..bank.reader import bank_info, format_bank_info
 
     info = bank_info(args.bank)
     print(json.dumps(info, indent=2) if args.json else format_bank_info(info))
 
 
 def _cmd_bank_merge(args) -> None:
-    from .bank import merge_banks
+    from ..bank.reader import merge_banks
 
     summary = merge_banks(args.shards, args.out, virtual=args.virtual, overwrite=args.overwrite)
     how = "virtual dataset over" if summary["virtual"] else "copied from"
@@ -98,10 +98,10 @@ def _cmd_bank_merge(args) -> None:
 
 
 def _cmd_srn_train(args) -> None:
-    from .datasets import find_pairs
-    from .srn import SRNConfig
-    from .device import resolve_device
-    from .srn_train import SRNTraining, load_pair_arrays, save_srn, train_srn
+    from ..data.pairs import find_pairs
+    from ..deblurrers.srn import SRNConfig
+    from ..device import resolve_device
+    from ..deblurrers.training import SRNTraining, load_pair_arrays, save_srn, train_srn
 
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     training = SRNTraining(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed)
@@ -114,9 +114,9 @@ def _cmd_srn_train(args) -> None:
 
 
 def _cmd_srn_eval(args) -> None:
-    from .datasets import find_pairs
-    from .device import resolve_device
-    from .srn_train import evaluate_srn, load_pair_arrays, load_srn
+    from ..data.pairs import find_pairs
+    from ..device import resolve_device
+    from ..deblurrers.training import evaluate_srn, load_pair_arrays, load_srn
 
     model = load_srn(args.model, device=resolve_device(args.device))
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
@@ -128,8 +128,8 @@ def _cmd_srn_eval(args) -> None:
 
 
 def _cmd_bench_srn(args) -> None:
-    from .device import resolve_device
-    from .srn_bench import RUNS, run_srn_bench
+    from ..device import resolve_device
+    from ..deblurrers.benchmark import RUNS, run_srn_bench
 
     result = run_srn_bench(args.preset, out=args.out, model=args.model, bank=args.bank, seed=args.seed,
                            jobs=args.jobs, work=args.work, device=str(resolve_device(args.device)))
@@ -144,8 +144,8 @@ def _model_and_bank(args, need_bank: bool = True):
     """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank)."""
     import os
 
-    from .device import resolve_device
-    from .transforms import resolve_bank, resolve_model
+    from ..device import resolve_device
+    from ..transforms import resolve_bank, resolve_model
 
     model = resolve_model(args.model, resolve_device(getattr(args, "device", "auto")))
     bank = None
@@ -166,9 +166,9 @@ def _bank_code(bank, index: int):
 
 
 def _cmd_transfer(args) -> None:
-    from .datasets import read_image
-    from .pictures import write_picture
-    from .transfer import extract_pair_code, to_tensor, to_uint8, transfer_blur
+    from ..data.pairs import read_image
+    from ..tools.pictures import write_picture
+    from ..tools.transfer import extract_pair_code, to_tensor, to_uint8, transfer_blur
 
     from_pair = args.sharp is not None or args.blurry is not None
     if from_pair == (args.bank is not None):
@@ -194,7 +194,7 @@ def _cmd_transfer(args) -> None:
 
 
 def _cmd_augment(args) -> None:
-    from .augment import AugmentSettings, augment_folder
+    from ..tools.augment import AugmentSettings, augment_folder
 
     if len(args.strength) not in (1, 2):
         raise ValueError(f"--strength takes one value or a LO HI range, got {len(args.strength)} values")
@@ -211,9 +211,9 @@ def _cmd_augment(args) -> None:
 
 
 def _cmd_show_psf(args) -> None:
-    from .datasets import read_image
-    from .pictures import code_psfs, psf_mosaic, write_picture
-    from .transfer import extract_pair_code, to_tensor
+    from ..data.pairs import read_image
+    from ..tools.pictures import code_psfs, psf_mosaic, write_picture
+    from ..tools.transfer import extract_pair_code, to_tensor
 
     if (args.pair is None) == (args.bank is None):
         raise ValueError("give either --bank BANK [--index I] or --pair SHARP BLURRY")
@@ -233,7 +233,7 @@ def _cmd_show_psf(args) -> None:
 def _cmd_show_bank(args) -> None:
     from tqdm import tqdm
 
-    from .pictures import bank_map, bank_pca, code_psfs, manifest_sources, source_groups, spread_points, write_picture
+    from ..tools.pictures import bank_map, bank_pca, code_psfs, manifest_sources, source_groups, spread_points, write_picture
 
     import numpy as np
 
@@ -260,10 +260,10 @@ def _cmd_show_bank(args) -> None:
 def _cmd_sample_grid(args) -> None:
     import numpy as np
 
-    from .augment import list_images
-    from .bank import as_generator
-    from .datasets import read_image
-    from .pictures import sample_grid, square_crop, write_picture
+    from ..tools.augment import list_images
+    from ..bank.reader import as_generator
+    from ..data.pairs import read_image
+    from ..tools.pictures import sample_grid, square_crop, write_picture
 
     model, bank = _model_and_bank(args)
     files = list_images(args.images)[:args.limit]
@@ -277,9 +277,9 @@ def _cmd_sample_grid(args) -> None:
 
 
 def _cmd_coverage(args) -> None:
-    from .augment import list_images
-    from .coverage import coverage, coverage_markdown, read_kernel
-    from .datasets import read_image
+    from ..tools.augment import list_images
+    from ..tools.coverage import coverage, coverage_markdown, read_kernel
+    from ..data.pairs import read_image
 
     model, _ = _model_and_bank(args, need_bank=False)
     kernel_dir = Path(args.kernels)
@@ -307,7 +307,7 @@ def _cmd_coverage(args) -> None:
 def _cmd_make_kernels(args) -> None:
     import numpy as np
 
-    from .coverage import shake_kernel, write_kernel
+    from ..tools.coverage import shake_kernel, write_kernel
 
     if args.count < 1:
         raise ValueError(f"--count must be at least 1, got {args.count}")
@@ -351,12 +351,12 @@ def _floats(text: str, option: str, count: int | None = None) -> tuple:
 
 
 def _cmd_deblur(args) -> None:
-    from .checkpoint import write_safetensors
-    from .datasets import read_image
-    from .deblur import deblur_generator, deblur_generic, resolve_preset
-    from .pictures import write_picture
-    from .pretrained import PRETRAINED
-    from .transfer import to_tensor, to_uint8
+    from ..models.checkpoint import write_safetensors
+    from ..data.pairs import read_image
+    from ..deblur.blind import deblur_generator, deblur_generic, resolve_preset
+    from ..tools.pictures import write_picture
+    from ..models.pretrained import PRETRAINED
+    from ..tools.transfer import to_tensor, to_uint8
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--family", default="shake", help="blur family (see kernelaug.synthetic.FAMILIES)")
+    p.add_argument("--family", default="shake", help="blur family (see kernelaug.data.synthetic.FAMILIES)")
     p.add_argument("--workers", type=int, default=0, help="processes (0: this one)")
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.set_defaults(func=_cmd_make_synthetic)

@@ -40,7 +40,7 @@ def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("KERNELAUG_PRETRAINED"):
         dirs.append(Path(os.environ["KERNELAUG_PRETRAINED"]))
-    dirs.append(Path(__file__).resolve().parent.parent / "pretrained")
+    dirs.append(Path(__file__).resolve().parents[2] / "pretrained")
     dirs.append(Path(sys.prefix) / "share" / "kernelaug" / "pretrained")
     return dirs
 

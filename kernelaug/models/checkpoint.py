@@ -12,7 +12,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import pretrained
-from .models import BlurModel, build_model, config_from_dict, config_to_dict
+from . import BlurModel, build_model, config_from_dict, config_to_dict
 
 FORMAT = "kernelaug.model"
 FORMAT_VERSION = 1

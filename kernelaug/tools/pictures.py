@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 
-from . import functional as KF
-from .models import BlurModel
-from .synthetic import point_lights
+from .. import functional as KF
+from ..models import BlurModel
+from ..data.synthetic import point_lights
 
 __all__ = ["code_psfs", "point_light_psfs", "psf_mosaic", "bank_pca", "source_groups", "bank_map",
            "psf_support", "manifest_sources", "spread_points", "square_crop", "sample_grid", "label", "write_picture"]

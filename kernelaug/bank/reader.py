@@ -27,10 +27,10 @@ import h5py
 import numpy as np
 import torch
 
-from . import __version__
-from .checkpoint import model_sha256
+from .. import __version__
+from ..models.checkpoint import model_sha256
 from .codes import GRID_MODES, adapt_grid
-from .models import BlurModel, config_to_dict
+from ..models import BlurModel, config_to_dict
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SAMPLE_MODES", "DTYPES", "BankWriter", "KernelBank", "CodeGaussian",
            "bank_info", "format_bank_info", "merge_banks"]
@@ -621,7 +621,7 @@ class KernelBank:
         ``mode``: ``"bank"`` uniform over stored codes; ``"gaussian"`` from :meth:`gaussian` (novel
         blurs); ``"mix"`` ``(1 - t) * a + t * b`` for two stored codes and t ~ U(0, 1). ``rng``: None
         (fresh entropy), an int seed or a ``numpy.random.Generator``; global random state is never used.
-        ``grid_mode``: see :func:`kernelaug.codes.adapt_grid`.
+        ``grid_mode``: see :func:`kernelaug.bank.codes.adapt_grid`.
         """
         if mode not in SAMPLE_MODES:
             raise ValueError(f"unknown sample mode {mode!r}; expected one of {SAMPLE_MODES}")

@@ -1,0 +1,1 @@
+"""Deblurring networks trained with the augmentation, their training, evaluation and benchmark."""

@@ -1,0 +1,1 @@
+"""Learning a blur: training F and G, extracting kernel banks, evaluating reconstructions."""

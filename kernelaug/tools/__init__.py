@@ -1,0 +1,1 @@
+"""Uses of a trained model: blur transfer, offline augmentation, kernel coverage, pictures."""
