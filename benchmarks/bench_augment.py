@@ -59,7 +59,7 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
 
     model = ka.load_model(args.model)
-    bank = ka.KernelBank(ka.pretrained.resolve_bank(args.model))
+    bank = ka.KernelBank(ka.pretrained.bank_path(args.model))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size, count in ((256, args.images), (512, max(1, args.images // 4))):

@@ -27,7 +27,7 @@ from kernelaug.data.pairs import find_pairs, read_image, read_pair  # noqa: E402
 from kernelaug.deblur import deblur_generic, resolve_preset  # noqa: E402
 from kernelaug.metrics import aligned_psnr, psnr  # noqa: E402
 from kernelaug.tools.pictures import label, write_picture  # noqa: E402
-from kernelaug.models.pretrained import resolve_bank  # noqa: E402
+from kernelaug.models.pretrained import bank_path  # noqa: E402
 from kernelaug.tools.transfer import to_tensor, to_uint8  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     model = load_model(args.model)
-    bank = KernelBank(resolve_bank(args.model))
+    bank = KernelBank(bank_path(args.model))
     preset = resolve_preset(args.preset, args.iterations, args.warmup)
     if args.centre_weight is not None:
         preset = dataclasses.replace(preset, centre_weight=args.centre_weight)

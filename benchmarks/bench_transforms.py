@@ -70,7 +70,7 @@ def test_image(size: int) -> np.ndarray:
 def model_and_bank(args, folder: Path):
     if args.model:
         model = ka.load_model(args.model)
-        bank = ka.KernelBank(args.bank) if args.bank else ka.KernelBank(ka.pretrained.resolve_bank(args.model))
+        bank = ka.KernelBank(args.bank) if args.bank else ka.KernelBank(ka.pretrained.bank_path(args.model))
         return model, bank, str(args.model)
     torch.manual_seed(0)
     model = ka.build_model(args.preset).eval()

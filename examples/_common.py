@@ -46,13 +46,13 @@ def model_and_bank(args) -> tuple[str, str]:
         return _untrained()
     if args.model is None:
         try:
-            return str(ka.pretrained.resolve_model("synth-small")), str(ka.pretrained.resolve_bank("synth-small"))
+            return str(ka.pretrained.model_path("synth-small")), str(ka.pretrained.bank_path("synth-small"))
         except (ValueError, FileNotFoundError) as error:
             raise SystemExit(f"the pretrained model 'synth-small' is not available ({error});\n"
                              f"pass --model MODEL.safetensors --bank BANK.h5, or --untrained for a smoke run")
     if args.bank is None:
         try:
-            return args.model, str(ka.pretrained.resolve_bank(args.model))
+            return args.model, str(ka.pretrained.bank_path(args.model))
         except ValueError:
             raise SystemExit("--bank is required unless --model is a pretrained name") from None
     return args.model, args.bank

@@ -67,64 +67,17 @@ import numpy as np
 import torch
 
 from . import functional as KF
-from .bank.reader import SAMPLE_MODES, as_generator
+from .bank import SAMPLE_MODES, as_generator, resolve_bank
 from .bank.codes import GRID_MODES
 from .device import resolve_device
+from .models.checkpoint import resolve_model
 
-__all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES", "resolve_model",
-           "resolve_bank"]
+__all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES"]
 
 DEFAULT_MOTION_LENGTH = (3, 15)
 
 
 # -- argument handling shared with the adapters --------------------------------------------------
-def resolve_model(model, device="cpu"):
-    """A BlurModel, a ``.safetensors`` path or a pretrained name -> a BlurModel on ``device``.
-
-    A model object on another device is copied there (the caller's object is never moved).
-    """
-    from .models import BlurModel
-    if isinstance(model, BlurModel):
-        if device is None:
-            return model
-        target = torch.device(device)
-        current = KF._model_dtype_device(model)[1]
-        if current.type == target.type and (target.index is None or current.index == target.index):
-            return model
-        import copy
-        moved = copy.deepcopy(model).to(target)
-        return moved
-    if isinstance(model, (str, os.PathLike)):
-        from .models.checkpoint import load_model
-        return load_model(model, device="cpu" if device is None else device)
-    raise TypeError(f"model must be a kernelaug BlurModel, a .safetensors path or a pretrained name, "
-                    f"got {type(model).__name__}")
-
-
-def resolve_bank(bank, model_name: str | None = None):
-    """A KernelBank, an HDF5 path or a pretrained name -> a KernelBank.
-
-    ``bank=None`` with a pretrained model name uses the bank shipped with that model.
-    """
-    from .bank.reader import KernelBank
-    from .models import pretrained
-    if isinstance(bank, KernelBank):
-        return bank
-    if bank is None:
-        if model_name is None:
-            raise ValueError("bank is required (a KernelBank, an .h5 path or a pretrained name)")
-        return KernelBank(pretrained.resolve_bank(model_name))
-    if isinstance(bank, (str, os.PathLike)):
-        path = str(bank)
-        if os.path.exists(path) or path.endswith((".h5", ".hdf5")):
-            return KernelBank(path)
-        return KernelBank(pretrained.resolve_bank(path))
-    if all(hasattr(bank, name) for name in ("sample", "check", "code_shape")):
-        return bank  # a bank-like object (duck typing), e.g. an in-memory bank in tests
-    raise TypeError(f"bank must be a kernelaug KernelBank, an .h5 path or a pretrained name, "
-                    f"got {type(bank).__name__}")
-
-
 def reference(obj):
     """A model or bank as a string when it came from a file (its path) -- what serialisation stores --
     else the object itself. Strings and paths are returned as strings."""

@@ -21,7 +21,7 @@ from kernelaug.deblur.blind import (MIN_SIZE, PRESETS, data_term, deblur_generat
 from kernelaug.deblur.dip import CodeNet, SkipNet, dip_noise
 from kernelaug.functional import learned_blur
 from kernelaug.metrics import aligned_psnr
-from kernelaug.models.pretrained import resolve_bank
+from kernelaug.models.pretrained import bank_path
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def bank():
-    return KernelBank(resolve_bank("synth-small"))
+    return KernelBank(bank_path("synth-small"))
 
 
 def _image(size: int, seed: int = 0) -> torch.Tensor:

@@ -89,7 +89,7 @@ def test_cli_from_pair_and_from_bank(tmp_path, model, shake_pair, capsys):
 
     assert main(["transfer", "--bank", "synth-small", "--index", "7", "--onto", str(onto), "--out",
                  str(tmp_path / "e.png")]) == 0
-    bank = ka.KernelBank(ka.pretrained.resolve_bank("synth-small"))
+    bank = ka.KernelBank(ka.pretrained.bank_path("synth-small"))
     expected = transfer_blur(model, bank[7], to_tensor(read_image(onto)))
     written = to_tensor(read_image(tmp_path / "e.png"))
     assert written.shape == (1, 3, 150, 230)

@@ -82,14 +82,14 @@ def _cmd_extract(args) -> None:
 
 
 def _cmd_bank_info(args) -> None:
-    from ..bank.reader import bank_info, format_bank_info
+    from ..bank import bank_info, format_bank_info
 
     info = bank_info(args.bank)
     print(json.dumps(info, indent=2) if args.json else format_bank_info(info))
 
 
 def _cmd_bank_merge(args) -> None:
-    from ..bank.reader import merge_banks
+    from ..bank import merge_banks
 
     summary = merge_banks(args.shards, args.out, virtual=args.virtual, overwrite=args.overwrite)
     how = "virtual dataset over" if summary["virtual"] else "copied from"
@@ -145,7 +145,8 @@ def _model_and_bank(args, need_bank: bool = True):
     import os
 
     from ..device import resolve_device
-    from ..transforms import resolve_bank, resolve_model
+    from ..bank import resolve_bank
+    from ..models import resolve_model
 
     model = resolve_model(args.model, resolve_device(getattr(args, "device", "auto")))
     bank = None
@@ -261,7 +262,7 @@ def _cmd_sample_grid(args) -> None:
     import numpy as np
 
     from ..tools.augment import list_images
-    from ..bank.reader import as_generator
+    from ..bank import as_generator
     from ..data.pairs import read_image
     from ..tools.pictures import sample_grid, square_crop, write_picture
 

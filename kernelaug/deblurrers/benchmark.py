@@ -156,7 +156,8 @@ def run_srn_bench(preset: str | SRNBenchPreset = "cpu", out: str | Path = "bench
     ``device`` trains and tests SRN there ("cuda" for the paper preset); the training blurs are
     made on the CPU, as inside DataLoader workers."""
     from ..runinfo import machine_info
-    from ..transforms import resolve_bank, resolve_model
+    from ..bank import resolve_bank
+    from ..models import resolve_model
 
     if isinstance(preset, str):
         if preset not in PRESETS:

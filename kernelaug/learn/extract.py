@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..bank.reader import FORMAT, BankWriter, _check_dtype, _plain
+from ..bank import FORMAT, BankWriter
+from ..bank.format import _check_dtype, _plain
 from ..models.checkpoint import load_model
 from ..data.pairs import find_pairs, read_pair
 from ..device import resolve_device
@@ -204,7 +205,7 @@ def _is_complete_bank(path: Path) -> bool:
 
 def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
     """A complete bank asked to resume: fine when it was made with the same settings."""
-    from ..bank.reader import KernelBank
+    from ..bank import KernelBank
 
     bank = KernelBank(path)
     with bank:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import copy
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import pretrained
-from . import BlurModel, build_model, config_from_dict, config_to_dict
+from .base import BlurModel
+from .build import build_model
+from .config import config_from_dict, config_to_dict
 
 FORMAT = "kernelaug.model"
 FORMAT_VERSION = 1
@@ -83,7 +86,7 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     """
     path = Path(path_or_name)
     if not path.is_file() and not str(path_or_name).endswith(".safetensors"):
-        path = pretrained.resolve_model(str(path_or_name))
+        path = pretrained.model_path(str(path_or_name))
     config_dict, provenance = read_metadata(path)
     try:
         config = config_from_dict(config_dict)
@@ -113,3 +116,24 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     model.source = str(path)
     model.sha256 = model_sha256(model)
     return model.to(device).eval()
+
+
+def resolve_model(model: BlurModel | str | os.PathLike, device: str | torch.device | None = "cpu") -> BlurModel:
+    """A BlurModel, a ``.safetensors`` path or a pretrained name -> a BlurModel on ``device``.
+
+    The one place where the engine, the adapters and the CLI turn a model argument into a model.
+    A model object on another device is copied there (the caller's object is never moved);
+    ``device=None`` keeps an object where it is.
+    """
+    if isinstance(model, BlurModel):
+        if device is None:
+            return model
+        target = torch.device(device)
+        current = next(model.parameters()).device
+        if current.type == target.type and (target.index is None or current.index == target.index):
+            return model
+        return copy.deepcopy(model).to(target)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, device="cpu" if device is None else device)
+    raise TypeError(f"model must be a kernelaug BlurModel, a .safetensors path or a pretrained name, "
+                    f"got {type(model).__name__}")

@@ -61,7 +61,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def resolve_model(name: str) -> Path:
+def model_path(name: str) -> Path:
     """Path of a pretrained model by name, its SHA-256 checked."""
     if name not in PRETRAINED:
         raise ValueError(f"{name!r} is neither a file nor a pretrained model; known: {sorted(PRETRAINED)}")
@@ -73,7 +73,7 @@ def resolve_model(name: str) -> Path:
     return path
 
 
-def resolve_bank(name: str) -> Path:
+def bank_path(name: str) -> Path:
     """Path of the bank shipped with pretrained model ``name``."""
     if name not in PRETRAINED or PRETRAINED[name].bank_file is None:
         raise ValueError(f"no pretrained bank named {name!r}; known: "

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from .. import functional as KF
-from ..bank.reader import SAMPLE_MODES, KernelBank
+from ..bank import SAMPLE_MODES, KernelBank
 from ..bank.codes import GRID_MODES
 from ..data.pairs import read_image
 from ..models import BlurModel
