@@ -1,0 +1,63 @@
+"""Helpers shared by the command modules: model and bank arguments, option parsing."""
+
+from __future__ import annotations
+
+
+def add_model_args(p, bank_help: str = "kernel bank .h5 or pretrained name (default: the pretrained model's own bank)") -> None:
+    """--model, --bank and --device, as every command that applies a model takes them."""
+    p.add_argument("--model", default="synth-small", help="a .safetensors file or a pretrained name")
+    p.add_argument("--bank", help=bank_help)
+    p.add_argument("--device", default="auto")
+
+
+def model_and_bank(args, need_bank: bool = True):
+    """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank)."""
+    import os
+
+    from ..device import resolve_device
+    from ..bank import resolve_bank
+    from ..models import resolve_model
+
+    model = resolve_model(args.model, resolve_device(getattr(args, "device", "auto")))
+    bank = None
+    if need_bank or getattr(args, "bank", None):
+        name = args.model if isinstance(args.model, str) and not os.path.exists(args.model) else None
+        bank = resolve_bank(getattr(args, "bank", None), name)
+        bank.check(model)
+    return model, bank
+
+
+def bank_code(bank, index: int):
+    """Code ``index`` of ``bank`` as a (1, C, h, w) tensor; ValueError when out of range."""
+    import torch
+
+    if not -len(bank) <= index < len(bank):
+        raise ValueError(f"--index {index} is out of range for {bank.path} ({len(bank)} codes)")
+    return torch.from_numpy(bank[index][None])
+
+
+def load_callable(spec: str, option: str):
+    """``module:callable`` -> the object it names, called with no arguments (a factory returning a module)."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{option} must be 'module:callable', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{option}: cannot import module {module_name!r}: {error}") from None
+    factory = getattr(module, attribute, None)
+    if factory is None or not callable(factory):
+        raise ValueError(f"{option}: module {module_name!r} has no callable {attribute!r}")
+    return factory()
+
+
+def floats(text: str, option: str, count: int | None = None) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise ValueError(f"{option} needs {count} comma-separated numbers, got {text!r}")
+    return values
