@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 LAYOUTS = ("gopro", "reds", "generic")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 _REDS_DIR = re.compile(r"^(?P<split>.+)_(?P<kind>blur|sharp)$")
 _MAX_LISTED = 5

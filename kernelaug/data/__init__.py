@@ -1,0 +1,1 @@
+"""Paired datasets: folder layouts and readers, and the synthetic pair generator."""
