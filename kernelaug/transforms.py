@@ -412,6 +412,8 @@ def _find_seedables(root, limit: int = 10000):
             continue
         if isinstance(obj, (LearnedBlur, LearnedBlurBatch, CodeSampler)):
             found.append(obj)
+            if callable(getattr(obj, "parametric", None)):  # e.g. an imgaug augmenter as the parametric blur
+                stack.append((obj.parametric, depth + 1))
             continue
         if albumentations is not None and isinstance(obj, (albumentations.BaseCompose, albumentations.BasicTransform)):
             found.append(obj)  # Compose.set_random_seed reaches all its children

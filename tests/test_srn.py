@@ -151,25 +151,3 @@ class TestCommands:
     def test_eval_of_a_missing_model_is_a_clear_error(self, pair_root, tmp_path, capsys):
         assert main(["srn", "eval", "--model", str(tmp_path / "nope.safetensors"), "--data", str(pair_root)]) == 2
         assert "does not exist" in capsys.readouterr().err
-
-
-class TestBenchmark:
-    def test_smoke_preset_end_to_end(self, tmp_path, capsys):
-        assert main(["bench", "srn", "--preset", "smoke", "--out", str(tmp_path), "--jobs", "1"]) == 0
-        result = json.loads((tmp_path / "srn_smoke.json").read_text())
-        assert set(result["runs"]) == {"imgaug", "comb."}
-        for run in result["runs"].values():
-            assert set(run["tests"]) == {"imgaug", "reference (shake)", "other (object)"}
-            assert all(np.isfinite(t["psnr"]) and 0 < t["ssim"] <= 1 for t in run["tests"].values())
-        markdown = (tmp_path / "srn_smoke.md").read_text()
-        assert "28.37" in markdown and "comb. - imgaug" in markdown
-        assert (tmp_path / "srn_smoke.png").stat().st_size > 1000
-        assert "comb. vs imgaug" in capsys.readouterr().out
-
-    def test_unknown_preset_and_busy_work_folder_are_clear_errors(self, tmp_path, capsys):
-        assert main(["bench", "srn", "--preset", "huge", "--out", str(tmp_path)]) == 2
-        assert "unknown preset" in capsys.readouterr().err
-        (tmp_path / "work").mkdir()
-        (tmp_path / "work" / "keep.txt").write_text("mine")
-        assert main(["bench", "srn", "--preset", "smoke", "--out", str(tmp_path), "--work", str(tmp_path / "work")]) == 2
-        assert (tmp_path / "work" / "keep.txt").read_text() == "mine"

@@ -1,9 +1,12 @@
-"""Deblurring networks and the augmentation benchmark: ``srn``, ``bench``."""
+"""Deblurring networks and the augmentation benchmark: ``deblurrer``, ``srn``, ``bench``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
+import torch
 
 
 def _cmd_srn_train(args) -> None:
@@ -36,16 +39,116 @@ def _cmd_srn_eval(args) -> None:
           f"{result['blurry_psnr']:.2f} dB / {result['blurry_ssim']:.3f}")
 
 
-def _cmd_bench_srn(args) -> None:
+def _cmd_bench(args) -> None:
+    from ..deblurrers.benchmark import run_augment_bench
     from ..device import resolve_device
-    from ..deblurrers.benchmark import RUNS, run_srn_bench
 
-    result = run_srn_bench(args.preset, out=args.out, model=args.model, bank=args.bank, seed=args.seed,
-                           jobs=args.jobs, work=args.work, device=str(resolve_device(args.device)))
-    a, b = (result["runs"][run]["tests"] for run in RUNS)
-    gains = ", ".join(f"{name} {b[name]['psnr'] - a[name]['psnr']:+.2f} dB" for name in a)
-    print(f"bench srn --preset {args.preset}: comb. vs imgaug: {gains} ({result['wall_time_s'] / 60:.1f} min) -> "
-          f"{Path(args.out) / ('srn_' + args.preset + '.md')}")
+    net = "srn" if args.bench_command == "srn" else args.net
+    result = run_augment_bench(net, args.preset, out=args.out, model=args.model, bank=args.bank, seeds=args.seeds,
+                               seed=args.seed, sharp=args.sharp, reference=args.reference,
+                               exclude=tuple(args.reference_exclude), reference_crop=args.reference_crop,
+                               device=str(resolve_device(args.device)), gpu_blur=args.gpu_blur, work=args.work,
+                               save_models=args.save_models)
+    s = result["summary"]
+    gaps = ", ".join(f"{t} {np.mean(g):+.2f} dB" for t, g in s["comb_minus_imgaug"].items())
+    passed = sum(s["bars"].values())
+    print(f"bench augment --net {net} --preset {args.preset}: comb. vs imgaug: {gaps}; bars passed {passed}/"
+          f"{len(s['bars'])} ({result['wall_time_s'] / 60:.1f} min) -> "
+          f"{Path(args.out) / f'augment_{net}_{args.preset}.md'}")
+
+
+def _cmd_deblurrer_train(args) -> None:
+    from ..deblurrers.benchmark import run_blur, sharp_photos
+    from ..deblurrers.blurred_crops import BlurredCrops, make_loader
+    from ..deblurrers.nets import build_deblurrer, save_deblurrer
+    from ..deblurrers.training import train_deblurrer
+    from ..device import resolve_device
+
+    if (args.data is None) == (args.sharp is None):
+        raise ValueError("give either --data DIR (a paired dataset) or --sharp DIR with --blur")
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    network = build_deblurrer(args.net, args.preset)
+    if args.data is not None:
+        batches, scale, source = _paired_batches(args), 1.0, f"pairs of {args.data}"
+    else:
+        from ..bank import resolve_bank
+        from ..models import resolve_model
+
+        model = resolve_model(args.model)
+        bank = resolve_bank(args.bank, args.model)
+        train, _, _ = sharp_photos(args.sharp, test_every=10**9)
+        blur = run_blur(args.blur, model, bank, tuple(args.motion_k), args.seed)
+        dataset = BlurredCrops(train, blur, args.crop, args.steps * args.batch_size, args.scale, seed=args.seed)
+        batches, scale = make_loader(dataset, args.batch_size, args.workers, args.seed), args.scale
+        source = f"sharp images of {args.sharp}, blur {args.blur} ({args.model})"
+    network, summary = train_deblurrer(network, batches, args.steps, lr=args.lr, device=device, scale=scale,
+                                       crop=args.crop)
+    save_deblurrer(network, args.out, provenance={"data": source, "scale": args.scale, "seed": args.seed,
+                                                  **{k: v for k, v in summary.items() if k != "loss_history"},
+                                                  "final_loss": summary["loss_history"][-1]})
+    print(f"trained {args.net} ({args.preset}) for {args.steps} steps on {source} in {summary['wall_time_s']:.0f} s "
+          f"(final loss {summary['loss_history'][-1]:.4f}) -> {args.out}")
+
+
+def _paired_batches(args):
+    """(blurry, sharp, deferred) batches of random aligned crops of a paired dataset, downscaled by --scale."""
+    from ..data.pairs import find_pairs
+    from ..deblurrers.benchmark import downscale
+    from ..deblurrers.training import PairArrays, load_pair_arrays
+
+    arrays = load_pair_arrays(find_pairs(args.data, split=args.split))
+    arrays = PairArrays(np.stack([downscale(x, args.scale) for x in arrays.sharp]),
+                        np.stack([downscale(x, args.scale) for x in arrays.blurry]))
+    rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
+    for _ in range(args.steps):
+        sharp, blurry = arrays.batch(rng, args.batch_size, args.crop)
+        yield blurry, sharp, torch.zeros(len(sharp), dtype=torch.bool)
+
+
+def _cmd_deblurrer_eval(args) -> None:
+    from ..deblurrers.benchmark import paired_test_set, reference_pairs
+    from ..deblurrers.nets import load_deblurrer
+    from ..deblurrers.training import evaluate_deblurrer
+    from ..device import resolve_device
+
+    model = load_deblurrer(args.model, device=resolve_device(args.device))
+    pairs = reference_pairs(args.data, tuple(args.exclude))
+    if args.split:
+        pairs = [p for p in pairs if p.pair_id.split("/")[0] == args.split]
+    result = evaluate_deblurrer(model, paired_test_set(pairs, args.scale, args.crop), progress=True)
+    result = {"model": str(args.model), "data": str(args.data), "scale": args.scale, "crop": args.crop,
+              "pair_ids": [p.pair_id for p in pairs], **result}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{result['pairs']} pairs: {result['psnr']:.2f} dB / SSIM {result['ssim']:.3f} vs blurry "
+          f"{result['blurry_psnr']:.2f} dB / {result['blurry_ssim']:.3f} ({result['psnr'] - result['blurry_psnr']:+.2f} dB)")
+
+
+def _bench_args(p, default_net: str | None) -> None:
+    if default_net is None:
+        p.add_argument("--net", default="nafnet", choices=["nafnet", "srn"])
+    p.add_argument("--preset", default="quick", choices=["smoke", "quick", "cpu", "paper"],
+                   help="smoke (seconds), quick (< 10 min on 2 cores), cpu (< 75 min), paper (GPU sizes)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for augment_<net>_<preset>.{json,md,png}")
+    p.add_argument("--model", default="synth-small", help="blur model of the reference camera")
+    p.add_argument("--bank", default=None, help="its kernel bank (default: the pretrained model's own)")
+    p.add_argument("--sharp", help="folder of sharp photographs to train on (every 5th held out for testing; "
+                   "default: synthetic photo crops and dead-leaves images)")
+    p.add_argument("--reference", help="paired folder of the reference camera, for testing only "
+                   "(default: the synthetic shake family)")
+    p.add_argument("--reference-exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out reference pairs whose id matches (e.g. pairs made from the bank's own frames)")
+    p.add_argument("--reference-crop", type=int, help="centre-crop reference pairs to this size after scaling "
+                   "(default: whole frames)")
+    p.add_argument("--seeds", type=int, default=1, help="repeat the three trainings with this many seeds")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--device", default="cpu", help="where the deblurrers train: cpu, cuda, cuda:N or auto")
+    p.add_argument("--gpu-blur", action="store_true", help="apply learned blurs to whole batches on --device "
+                   "(LearnedBlurBatch) instead of in the workers")
+    p.add_argument("--save-models", help="also write the trained deblurrers (safetensors) to this folder")
+    p.add_argument("--work", default=None, help="empty folder for intermediate data (default: a temporary folder)")
+    p.set_defaults(func=_cmd_bench)
 
 
 def add_parsers(commands) -> None:
@@ -76,17 +179,44 @@ def add_parsers(commands) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_eval)
 
+    p = commands.add_parser("deblurrer", help="train or evaluate a deblurrer (NAFNet or SRN-Deblur)")
+    deblurrer = p.add_subparsers(dest="deblurrer_command", required=True)
+    p = deblurrer.add_parser("train", help="train on a paired folder, or on sharp images blurred on the fly")
+    p.add_argument("--net", default="nafnet", choices=["nafnet", "srn"])
+    p.add_argument("--preset", default="cpu", help="network size: nafnet gopro|cpu|tiny, srn paper|cpu|tiny")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--data", help="paired dataset folder (GoPro, REDS or generic layout)")
+    p.add_argument("--split", default="train", help="split of --data to train on")
+    p.add_argument("--sharp", help="folder of sharp images, blurred afresh per sample with --blur")
+    p.add_argument("--blur", default="comb.", choices=["imgaug", "comb.", "learned"])
+    p.add_argument("--model", default="synth-small", help="blur model for --blur learned / comb.")
+    p.add_argument("--bank", help="its kernel bank (default: the pretrained model's own)")
+    p.add_argument("--motion-k", type=int, nargs=2, default=[3, 25], metavar=("MIN", "MAX"),
+                   help="imgaug MotionBlur kernel sizes")
+    p.add_argument("--scale", type=float, default=1.0, help="downscale after blurring (area), e.g. 0.5")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--lr", type=float, help="default: the network's reference learning rate")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers that blur (with --sharp)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_deblurrer_train)
+    p = deblurrer.add_parser("eval", help="PSNR and SSIM of a saved deblurrer on a paired folder")
+    p.add_argument("--model", required=True, help="a deblurrer .safetensors file (NAFNet or SRN-Deblur)")
+    p.add_argument("--data", required=True, help="paired dataset folder")
+    p.add_argument("--split", help="only this split")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out pairs whose id matches")
+    p.add_argument("--scale", type=float, default=1.0, help="downscale both images first (area)")
+    p.add_argument("--crop", type=int, help="centre-crop to this size after scaling (default: whole images)")
+    p.add_argument("--json", help="also write the result here")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_deblurrer_eval)
+
     p = commands.add_parser("bench", help="benchmarks that need the package (see benchmarks/ for speed benchmarks)")
     bench = p.add_subparsers(dest="bench_command", required=True)
-    p = bench.add_parser("srn", help="SRN-Deblur trained with imgaug blur vs comb. (imgaug + learned), "
-                         "tested on imgaug, reference and other synthetic blur")
-    p.add_argument("--preset", default="cpu", help="smoke (< 2 min), cpu (< 90 min on 2 cores), paper (GPU sizes)")
-    p.add_argument("--out", default="benchmarks/results", help="folder for srn_<preset>.{json,md,png}")
-    p.add_argument("--model", default="synth-small", help="blur model for the learned blur")
-    p.add_argument("--bank", default=None, help="kernel bank (default: the pretrained model's own)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="train the two runs in parallel processes (2) or in turn (1)")
-    p.add_argument("--device", default="cpu", help="where SRN trains and is tested: cpu, cuda, cuda:N or auto")
-    p.add_argument("--work", default=None, help="empty folder for intermediate data and models (default: a "
-                   "temporary folder, removed afterwards)")
-    p.set_defaults(func=_cmd_bench_srn)
+    p = bench.add_parser("augment", help="a deblurrer trained with imgaug blur vs comb. vs learned blur, tested on "
+                         "imgaug, learned, the reference camera and another blur")
+    _bench_args(p, None)
+    p = bench.add_parser("srn", help="bench augment --net srn")
+    _bench_args(p, "srn")

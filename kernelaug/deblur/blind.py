@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ..bank.codes import adapt_grid
 from .dip import CodeNet, SkipNet, dip_noise
 from ..functional import _model_dtype_device, pad_to_multiple, to_rgb_batch
-from ..metrics import charbonnier
+from ..metrics import charbonnier, ssim
 
 __all__ = ["DeblurPreset", "PRESETS", "DeblurResult", "deblur_generic", "deblur_generator", "ssim",
            "kernel_norm", "hyper_laplacian", "data_term", "charbonnier", "sphere_project", "prepare_blurry",
@@ -50,30 +50,6 @@ SCHEDULES = ("joint", "alternate")
 
 
 # -- the objective: pure functions ---------------------------------------------------------------
-def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
-    t = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
-    g = torch.exp(-t * t / (2 * sigma * sigma))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM of two (B, C, H, W) batches (Gaussian window, valid region only), differentiable."""
-    channels = a.shape[1]
-    kernel = _gaussian_window(window, sigma, channels, a.device, a.dtype)
-
-    def blur(t):
-        return F.conv2d(t, kernel, groups=channels)
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
-    cov = blur(a * b) - mu_a * mu_b
-    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return value.mean()
-
-
 def kernel_norm(code: torch.Tensor) -> torch.Tensor:
     """lambda's term: the L2 norm of each cell's code (B, C, h, w), averaged over cells."""
     return code.square().sum(1).add(1e-12).sqrt().mean()

@@ -1,8 +1,9 @@
-"""Training, evaluating and storing SRN-Deblur on in-memory sharp/blurry pairs.
+"""Training, evaluating and storing deblurrers.
 
-Pairs are held as uint8 arrays (N, H, W, 3), so a training set can be blurred once, up front, by
-any transform (the offline augmentation of the paper) and then cropped and flipped at random
-every step. All randomness comes from the ``seed`` passed in.
+Two ways to train: :func:`train_deblurrer` on batches a DataLoader blurs afresh for every sample
+(the augmentation as users run it; see :mod:`.blurred_crops`), and :func:`train_srn` on in-memory
+uint8 pairs (N, H, W, 3) of a paired dataset, cropped and flipped at random every step.
+:func:`evaluate_deblurrer` scores any of them. All randomness comes from the seeds passed in.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..models.checkpoint import write_safetensors
 from ..metrics import psnr
+from ..metrics import ssim as metric_ssim
 from .srn import SRN_FORMAT, SRNConfig, SRNDeblur, multiscale_loss
 
 
@@ -132,14 +134,11 @@ def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progr
 
 
 def ssim(prediction: np.ndarray, target: np.ndarray) -> float:
-    """SSIM of two uint8 (H, W, 3) images (scikit-image, Gaussian window as in Wang et al.)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(prediction, target, channel_axis=2, data_range=255,
-                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    """SSIM of two uint8 (H, W, 3) images with :func:`kernelaug.metrics.ssim`."""
+    return float(metric_ssim(to_tensor(prediction[None]), to_tensor(target[None])))
 
 
-def evaluate_srn(model: SRNDeblur, pairs: PairArrays, progress: bool = False, desc: str = "srn eval",
+def evaluate_deblurrer(model, pairs: PairArrays, progress: bool = False, desc: str = "eval",
                  keep: int = 0) -> dict:
     """Mean PSNR and SSIM of the deblurred images against the sharp ones, with the blurry input's
     beside them. Images are quantised to 8 bits before measuring, as when saved. The first
@@ -161,6 +160,64 @@ def evaluate_srn(model: SRNDeblur, pairs: PairArrays, progress: bool = False, de
     if keep:
         result["outputs"] = outputs
     return result
+
+
+evaluate_srn = evaluate_deblurrer
+
+
+def train_deblurrer(model, batches, steps: int, lr: float | None = None, device: str | torch.device = "cpu",
+                    scale: float = 1.0, crop: int = 96, batch_blur=None, progress: bool = True,
+                    desc: str = "train", log_every: int = 25) -> tuple[object, dict]:
+    """Train ``model`` for ``steps`` batches ``(blurry, sharp, deferred)`` of camera-resolution crops.
+
+    Each batch goes to ``device``; samples flagged ``deferred`` are blurred there by ``batch_blur``
+    (a :class:`kernelaug.LearnedBlurBatch`); the batch is then downscaled by ``scale`` and cropped
+    to ``crop`` (:func:`.blurred_crops.finish_batch`). The optimiser and loss are the network's own
+    (:mod:`.nets`), with a cosine decay to ``lr / 1000``. Returns the model in eval mode and a
+    summary: loss history (mean per ``log_every`` steps), wall time, steps per second.
+    """
+    from .blurred_crops import finish_batch
+    from .nets import deblurrer_loss, make_optimizer
+
+    model = model.to(device).train()
+    optimiser = make_optimizer(model, lr)
+    base_lr = optimiser.param_groups[0]["lr"]
+    history, window = [], []
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    step = 0
+    for blurry, sharp, deferred in batches:
+        if step == steps:
+            break
+        blurry, sharp = blurry.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
+        if deferred.any():
+            if batch_blur is None:
+                raise ValueError("the loader deferred learned blurs but no batch_blur was given")
+            index = deferred.nonzero().flatten().to(device)
+            blurry[index] = batch_blur(sharp[index])[0].to(blurry.dtype)
+        blurry, sharp = finish_batch(blurry, sharp, scale, crop)
+        for group in optimiser.param_groups:
+            group["lr"] = base_lr * (1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * step / steps)))
+        loss = deblurrer_loss(model, model(blurry), sharp)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"training diverged at step {step} (loss {loss.item()}); lower the learning rate")
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        window.append(loss.item())
+        step += 1
+        bar.update()
+        if len(window) == log_every or step == steps:
+            history.append(float(np.mean(window)))
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            window = []
+    bar.close()
+    if step < steps:
+        raise ValueError(f"the loader ran out after {step} of {steps} steps; give it steps x batch size samples")
+    elapsed = time.perf_counter() - start
+    model.eval()
+    return model, {"steps": steps, "wall_time_s": elapsed, "steps_per_s": steps / elapsed,
+                   "loss_history": history, "log_every": log_every}
 
 
 def save_srn(model: SRNDeblur, path: str | os.PathLike, provenance: dict | None = None) -> Path:
