@@ -46,9 +46,10 @@ def model_and_bank(args) -> tuple[str, str]:
         return _untrained()
     if args.model is None:
         try:
-            return str(ka.pretrained.model_path("synth-small")), str(ka.pretrained.bank_path("synth-small"))
+            name = ka.pretrained.DEFAULT_MODEL
+            return str(ka.pretrained.model_path(name)), str(ka.pretrained.bank_path(name))
         except (ValueError, FileNotFoundError) as error:
-            raise SystemExit(f"the pretrained model 'synth-small' is not available ({error});\n"
+            raise SystemExit(f"the pretrained model {ka.pretrained.DEFAULT_MODEL!r} is not available ({error});\n"
                              f"pass --model MODEL.safetensors --bank BANK.h5, or --untrained for a smoke run")
     if args.bank is None:
         try:

@@ -71,6 +71,7 @@ from .bank import SAMPLE_MODES, as_generator, resolve_bank
 from .bank.codes import GRID_MODES
 from .device import resolve_device
 from .models.checkpoint import resolve_model
+from .models.pretrained import DEFAULT_MODEL
 
 __all__ = ["LearnedBlur", "LearnedBlurBatch", "CodeSampler", "seed_worker", "SAMPLE_MODES"]
 
@@ -152,7 +153,7 @@ class LearnedBlur:
         device: where the model runs (keep "cpu" inside DataLoader workers).
     """
 
-    def __init__(self, model, bank=None, p: float = 1.0, mode: str = "bank", strength=1.0,
+    def __init__(self, model=DEFAULT_MODEL, bank=None, p: float = 1.0, mode: str = "bank", strength=1.0,
                  grid_mode: str = "resize", parametric: str | Callable | None = None,
                  parametric_ratio: float = 0.0, motion_length: Sequence[int] = DEFAULT_MOTION_LENGTH,
                  seed: int | None = None, device: str | torch.device = "cpu"):
@@ -299,7 +300,7 @@ class LearnedBlurBatch:
     per image, the whole batch on a GPU).
     """
 
-    def __init__(self, model, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
+    def __init__(self, model=DEFAULT_MODEL, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
                  seed: int | None = None, device: str | torch.device | None = None, chunk_size: int | None = None):
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                        or chunk_size < 1):

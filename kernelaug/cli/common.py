@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..models.pretrained import DEFAULT_MODEL
+
 
 def add_model_args(p, bank_help: str = "kernel bank .h5 or pretrained name (default: the pretrained model's own bank)") -> None:
     """--model, --bank and --device, as every command that applies a model takes them."""
-    p.add_argument("--model", default="synth-small", help="a .safetensors file or a pretrained name")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a .safetensors file or a pretrained name (default {DEFAULT_MODEL})")
     p.add_argument("--bank", help=bank_help)
     p.add_argument("--device", default="auto")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..models.pretrained import DEFAULT_MODEL
+
 import dataclasses
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def add_parsers(commands) -> None:
     p = commands.add_parser("deblur", help="blind deblurring of one image in the model's learned kernel space")
     p.add_argument("input", help="blurry image file")
     p.add_argument("--out", required=True, help="output image file (PNG recommended)")
-    p.add_argument("--model", default="synth-small", help="a .safetensors model file or a pretrained name")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a .safetensors model file or a pretrained name")
     p.add_argument("--bank", help="kernel bank of the model (default: the pretrained model's own bank)")
     p.add_argument("--start", choices=["mean", "extract"], help="starting code: the bank's mean code "
                    "(default with a bank) or G(y, y)")

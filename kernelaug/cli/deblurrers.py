@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..models.pretrained import DEFAULT_MODEL
+
 import json
 from pathlib import Path
 
@@ -131,7 +133,7 @@ def _bench_args(p, default_net: str | None) -> None:
     p.add_argument("--preset", default="quick", choices=["smoke", "quick", "cpu", "paper"],
                    help="smoke (seconds), quick (< 10 min on 2 cores), cpu (< 75 min), paper (GPU sizes)")
     p.add_argument("--out", default="benchmarks/results", help="folder for augment_<net>_<preset>.{json,md,png}")
-    p.add_argument("--model", default="synth-small", help="blur model of the reference camera")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="blur model of the reference camera")
     p.add_argument("--bank", default=None, help="its kernel bank (default: the pretrained model's own)")
     p.add_argument("--sharp", help="folder of sharp photographs to train on (every 5th held out for testing; "
                    "default: synthetic photo crops and dead-leaves images)")
@@ -189,7 +191,7 @@ def add_parsers(commands) -> None:
     p.add_argument("--split", default="train", help="split of --data to train on")
     p.add_argument("--sharp", help="folder of sharp images, blurred afresh per sample with --blur")
     p.add_argument("--blur", default="comb.", choices=["imgaug", "comb.", "learned"])
-    p.add_argument("--model", default="synth-small", help="blur model for --blur learned / comb.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="blur model for --blur learned / comb.")
     p.add_argument("--bank", help="its kernel bank (default: the pretrained model's own)")
     p.add_argument("--motion-k", type=int, nargs=2, default=[3, 25], metavar=("MIN", "MAX"),
                    help="imgaug MotionBlur kernel sizes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..models.pretrained import DEFAULT_MODEL
+
 import json
 from pathlib import Path
 
@@ -130,7 +132,7 @@ def add_parsers(commands) -> None:
     p.set_defaults(func=_cmd_augment)
 
     p = commands.add_parser("coverage", help="the paper's Table 1: re-blur PSNR of recorded kernels through the code space")
-    p.add_argument("--model", default="synth-small")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="auto")
     p.add_argument("--kernels", required=True, help="folder of kernel PNGs (one kernel each)")
     p.add_argument("--images", required=True, help="folder of sharp images")

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..models.pretrained import DEFAULT_MODEL
 from .blurred_crops import BlurredCrops, make_loader, native_size
 from .training import PairArrays
 
@@ -239,7 +240,7 @@ def train_one(net: str, preset: AugmentBenchPreset, run: str, images: list[np.nd
 
 
 def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "quick", out="benchmarks/results",
-                      model="synth-small", bank=None, seeds: int = 1, seed: int = 0, sharp=None, reference=None,
+                      model=DEFAULT_MODEL, bank=None, seeds: int = 1, seed: int = 0, sharp=None, reference=None,
                       exclude: tuple[str, ...] = (), reference_crop: int | None = None, device: str = "cpu",
                       gpu_blur: bool = False, work=None, save_models=None, progress: bool = True,
                       command: str | None = None) -> dict:

@@ -52,6 +52,7 @@ import numpy as np
 from albumentations.core.transforms_interface import ImageOnlyTransform
 
 from .. import transforms as _engine
+from ..models.pretrained import DEFAULT_MODEL
 
 __all__ = ["LearnedBlur", "make_pair"]
 
@@ -66,7 +67,7 @@ class LearnedBlur(ImageOnlyTransform):
     Accepts uint8 and float32 images, HW / HWC with 1, 3 or 4 channels.
     """
 
-    def __init__(self, model, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
+    def __init__(self, model=DEFAULT_MODEL, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
                  parametric=None, parametric_ratio: float = 0.0,
                  motion_length=_engine.DEFAULT_MOTION_LENGTH, device: str = "cpu", p: float = 0.5):
         super().__init__(p=p)

@@ -41,6 +41,7 @@ import numpy as np
 from imgaug.augmenters import meta
 
 from .. import transforms as _engine
+from ..models.pretrained import DEFAULT_MODEL
 
 __all__ = ["LearnedBlur", "make_pair"]
 
@@ -60,7 +61,7 @@ class LearnedBlur(meta.Augmenter):
     (and the deprecated ``random_state`` / ``deterministic``) as for every imgaug augmenter.
     """
 
-    def __init__(self, model, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
+    def __init__(self, model=DEFAULT_MODEL, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",
                  parametric=None, parametric_ratio: float = 0.0, motion_length=_engine.DEFAULT_MOTION_LENGTH,
                  device: str = "cpu", seed=None, name=None, random_state="deprecated", deterministic="deprecated"):
         super().__init__(seed=seed, name=name, random_state=random_state, deterministic=deterministic)

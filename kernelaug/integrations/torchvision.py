@@ -49,6 +49,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2._utils import is_pure_tensor
 
 from .. import transforms as _engine
+from ..models.pretrained import DEFAULT_MODEL
 
 __all__ = ["LearnedBlur", "make_pair"]
 
@@ -64,7 +65,7 @@ class LearnedBlur(v2.Transform):
 
     _transformed_types = (tv_tensors.Image, PIL.Image.Image, is_pure_tensor)
 
-    def __init__(self, model, bank=None, p: float = 1.0, mode: str = "bank", strength=1.0,
+    def __init__(self, model=DEFAULT_MODEL, bank=None, p: float = 1.0, mode: str = "bank", strength=1.0,
                  grid_mode: str = "resize", parametric=None, parametric_ratio: float = 0.0,
                  motion_length=_engine.DEFAULT_MOTION_LENGTH, seed: int | None = None, device: str = "cpu"):
         super().__init__()

@@ -56,6 +56,8 @@ PRESETS: dict[str, ModelConfig] = {
     "small": PaperConfig(nf=32, front_blocks=2, back_blocks=4, kernel_dim=64, extractor_blocks=1),
     # The structured operator: what the shipped model uses.
     "psf": PsfConfig(),
+    # PSFs up to 47 px: real 1280x720 footage (GoPro at 240 fps) moves up to ~45 px in 13 frames.
+    "psf-wide": PsfConfig(psf_size=47),
     # Tiny variants for tests and smoke runs.
     "tiny": PaperConfig(nf=8, front_blocks=1, back_blocks=1, kernel_dim=8, extractor_blocks=1),
     "psf-tiny": PsfConfig(nf=8, front_blocks=1, extractor_blocks=1, kernel_dim=8, psf_size=9,

@@ -32,8 +32,20 @@ PRETRAINED: dict[str, PretrainedEntry] = {
             description="psf preset trained on the synthetic camera-shake set (make-synthetic --seed 2026); "
                         "see pretrained/README.md",
         ),
+        PretrainedEntry(
+            name="gopro-small",
+            model_file="gopro-small.safetensors",
+            bank_file="gopro-small.bank.h5",
+            sha256="af727e4e08abfa0a8594fb5e32cf40f7e6e96cfcd783ec49d54594ac2307519f",
+            description="psf-wide preset trained on real GoPro Hero4 240 fps frames (GoPro dataset, Nah et al. "
+                        "CVPR 2017, sequence GOPR0477_11_00); see pretrained/README.md",
+        ),
     )
 }
+
+#: The model (and its bank) used wherever none is named. Not gopro-small: its codes, learned from one
+#: low-texture scene, blur textured images far more than that camera does (pretrained/README.md).
+DEFAULT_MODEL = "synth-small"
 
 
 def search_dirs() -> list[Path]:
