@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..bank import FORMAT, BankWriter
 from ..bank.format import _check_dtype, _plain
+from ..bank.journal import partial_path
 from ..models.checkpoint import load_model
 from ..data.pairs import find_pairs, read_pair
 from ..device import resolve_device
@@ -140,19 +141,22 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     if crop % model.cell:
         raise ValueError(f"crop {crop} must be a multiple of the model's cell ({model.cell} px)")
 
+    path = shard_path(out, rank, world)
+    source_file = getattr(model, "source", None)
+    if source_file and path.exists() and os.path.exists(source_file) and os.path.samefile(source_file, path):
+        raise ValueError(f"output {path} is the model file itself; choose another output path")
     pairs = find_pairs(data, split=split)
     if limit is not None:
         pairs = pairs[:limit]
     mine = list(range(rank, len(pairs), world))
-    path = shard_path(out, rank, world)
     tiling = "tile" if tile else "random"
     fixed = {"seed": int(seed), "crops_per_pair": crops_per_pair, "tiling": tiling, "split": split or "",
-             "rank": int(rank), "world": world}
+             "rank": int(rank), "world": world, "batch_size": batch_size}
     source = os.path.normpath(str(data))
     device = resolve_device(device, world)
 
     resumed_from = 0
-    if resume and path.exists() and _is_complete_bank(path):
+    if resume and not partial_path(path).exists() and path.exists() and _is_complete_bank(path):
         _check_complete(path, model, crop, source, dtype, {**fixed, "limit": -1 if limit is None else limit})
         return _summary(path, model, 0, 0, 0.0, rank, world, resumed_from=len(mine), complete=True)
     writer = BankWriter(path, model, crop, source, dtype=dtype, overwrite=overwrite, resume=resume, attrs=fixed)
@@ -170,8 +174,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
         bar = tqdm(total=len(mine), initial=resumed_from, disable=not progress, desc=f"extract{suffix}",
                    unit="pair", dynamic_ncols=True)
         done = resumed_from
-        writer.commit(pairs_done=done, pairs_total=len(mine), limit=-1 if limit is None else limit,
-                      batch_size=batch_size)
+        writer.commit(pairs_done=done, pairs_total=len(mine), limit=-1 if limit is None else limit)
         with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next batch while G and F run
             pending = pool.submit(_read_batch, pairs, batches[0], crop, seed, crops_per_pair, tile) if batches else None
             for k, batch in enumerate(batches):
@@ -213,22 +216,26 @@ def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
         attrs = bank.attrs
         expected = {**fixed, "crop_size": crop, "source_dataset": source, "dtype": dtype}
         for key, value in expected.items():
+            if key == "source_dataset" and _same_folder(attrs.get(key), value):
+                continue
             if attrs.get(key) != value:
                 raise ValueError(f"cannot resume {path}: it was written with {key} = {attrs.get(key)!r}, "
                                  f"this run has {value!r}")
+
+
+def _same_folder(a, b) -> bool:
+    return isinstance(a, str) and os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
 def _check_resumed(writer: BankWriter, pairs, mine, pairs_done: int) -> None:
     """The committed codes must come from the same pairs as this run would have used."""
     if pairs_done == 0:
         return
-    handle = writer._handle()
     if pairs_done > len(mine):
         raise ValueError(f"cannot resume {writer.path}: it holds {pairs_done} pairs but this run has only "
                          f"{len(mine)} (different dataset, split or limit?)")
-    count = len(writer)
-    last_index = int(handle["pair_index"][count - 1]) if count else -1
-    last_id = _plain(handle["pair_id"][count - 1]) if count else None
+    last = writer.last_row or {"pair_index": -1, "pair_id": None}
+    last_index, last_id = last["pair_index"], last["pair_id"]
     expected = mine[pairs_done - 1]
     if last_index != expected or last_id != pairs[expected].pair_id:
         raise ValueError(f"cannot resume {writer.path}: the dataset changed since the interrupted run (its last "
