@@ -51,6 +51,10 @@ otherwise, and must return the same shape; its randomness is its own.
 
 Image conventions (see :mod:`kernelaug.functional`): grayscale is blurred as RGB and returned as
 the mean of the blurred channels; RGBA keeps its alpha; uint8 outputs are rounded.
+
+Non-finite codes: a bank holding NaN/Inf codes is refused when a transform is built (the rows are
+named), and :func:`kernelaug.functional.learned_blur` raises a ValueError for any such code given
+directly (``codes=``, a bank-like object): no transform returns a NaN or black image for one.
 """
 
 from __future__ import annotations
@@ -139,7 +143,8 @@ class LearnedBlur:
             Stored resolved (a BlurModel) in ``self.model``.
         bank: a :class:`~kernelaug.bank.KernelBank`, an ``.h5`` path, a pretrained name, or None to
             use the bank shipped with the pretrained ``model`` name. Stored resolved in ``self.bank``;
-            ``bank.check(model)`` is verified here.
+            ``bank.check(model)`` is verified here, and refuses a bank holding NaN/Inf codes (naming
+            the rows): a non-finite code is an error, never skipped or redrawn.
         p: probability of blurring an image (otherwise it is returned unchanged, as a copy).
         mode: how codes are drawn: ``"bank"`` (stored codes), ``"gaussian"`` (novel codes from a
             Gaussian fitted to the bank) or ``"mix"`` (interpolations of two stored codes).

@@ -172,3 +172,64 @@ def test_two_writers_of_one_bank_are_refused_clearly(tmp_path):
                 BankWriter(path, tiny_model(), crop_size=64, **kwargs)
     finally:
         first.close()
+
+
+# -- 3. NaN/Inf codes never give silent black or NaN images --------------------------------------
+@pytest.fixture()
+def nan_bank(tmp_path):
+    path = tmp_path / "nan.h5"
+    with BankWriter(path, tiny_model(), crop_size=128, dtype="float32") as writer:
+        writer.append(np.random.default_rng(0).normal(0, 1, (20, 8, 2, 2)).astype(np.float32))
+    with h5py.File(path, "r+") as handle:  # damaged or edited by another tool
+        handle["codes"][3, 0, 0, 0] = np.nan
+        handle["codes"][7, 2, 1, 1] = np.inf
+    return path
+
+
+def test_reader_names_the_nonfinite_rows_of_a_bank(nan_bank, capsys):
+    bank = KernelBank(nan_bank)
+    assert list(bank.nonfinite_rows()) == [3, 7]
+    with pytest.raises(ValueError, match=r"2 code\(s\) with NaN or infinity \(rows 3, 7\)"):
+        bank.check(tiny_model())
+    assert ka.bank.bank_info(nan_bank)["nonfinite_rows"] == [3, 7]
+    assert cli(["bank-info", str(nan_bank)]) == 0
+    assert "NON-FINITE:    2 code(s) hold NaN/Inf, rows 3, 7" in capsys.readouterr().out
+
+
+def test_transforms_and_commands_refuse_a_bank_with_nonfinite_codes(nan_bank, model_file, tmp_path, capsys):
+    for make in (lambda: ka.LearnedBlur(tiny_model(), nan_bank), lambda: ka.LearnedBlurBatch(tiny_model(), nan_bank)):
+        with pytest.raises(ValueError, match="rows 3, 7"):
+            make()
+    image = tmp_path / "in.png"
+    import cv2
+    cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
+    common = ["--model", str(model_file), "--bank", str(nan_bank), "--device", "cpu"]
+    assert cli(["transfer", *common, "--index", "3", "--onto", str(image), "--out", str(tmp_path / "o.png")]) == 2
+    assert cli(["augment", *common, "--images", str(tmp_path), "--out", str(tmp_path / "aug"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.count("rows 3, 7") == 2
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_engine_never_blurs_with_a_nonfinite_code(tmp_path):
+    from kernelaug.functional import learned_blur
+
+    model = tiny_model()
+    images = torch.rand(3, 3, 64, 64)
+    codes = torch.zeros(3, 8, 1, 1)
+    codes[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"code\(s\) \[1\] of the batch hold NaN or infinity"):
+        learned_blur(images, codes, model)
+    path = tmp_path / "ok.h5"
+    with BankWriter(path, model, crop_size=64) as writer:
+        writer.append(np.zeros((2, 8, 1, 1), np.float32))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ka.LearnedBlurBatch(model, path)(images, codes=codes)
+
+
+def test_bank_merge_refuses_nonfinite_codes(nan_bank, tmp_path):
+    good = tmp_path / "good.h5"
+    with BankWriter(good, tiny_model(), crop_size=128) as writer:
+        writer.append(np.zeros((2, 8, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="nan.h5 holds 2 code.*rows 3, 7"):
+        ka.bank.merge_banks([good, nan_bank], tmp_path / "merged.h5")
+    assert not (tmp_path / "merged.h5").exists()
