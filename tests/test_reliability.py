@@ -233,3 +233,122 @@ def test_bank_merge_refuses_nonfinite_codes(nan_bank, tmp_path):
     with pytest.raises(ValueError, match="nan.h5 holds 2 code.*rows 3, 7"):
         ka.bank.merge_banks([good, nan_bank], tmp_path / "merged.h5")
     assert not (tmp_path / "merged.h5").exists()
+
+
+# -- 6. a crafted .safetensors cannot exhaust memory ----------------------------------------------
+def rewrite_metadata(path, out, **changes):
+    """Copy model file ``path`` to ``out`` with metadata fields replaced (None removes one)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    for key, value in changes.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    save_file(load_file(str(path)), str(out), metadata=metadata)
+    return out
+
+
+def with_config(model_file, out, **fields):
+    config = ka.models.checkpoint.read_metadata(model_file)[0]
+    return rewrite_metadata(model_file, out, config={**config, **fields})
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"nf": 6000}, r"field nf must be an integer in \[1, 1024\], got 6000"),
+    ({"front_blocks": 100000}, r"field front_blocks must be an integer in \[0, 256\]"),
+    ({"kernel_dim": 10 ** 9}, r"field kernel_dim"),
+    ({"psf_size": 1001}, r"field psf_size"),
+    ({"cell": 96}, r"field cell must be a power of two"),
+])
+def test_crafted_model_config_is_refused_before_anything_is_built(model_file, tmp_path, fields, match, monkeypatch):
+    import kernelaug.models.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "build_model", lambda config: pytest.fail("built a model"))
+    path = with_config(model_file, tmp_path / "crafted.safetensors", **fields)
+    with pytest.raises(ValueError, match=f"{path}.*{match}"):
+        ka.load_model(path)
+
+
+def test_model_is_laid_out_on_meta_and_checked_against_the_header_before_allocating(model_file, tmp_path,
+                                                                                      monkeypatch):
+    import kernelaug.models.checkpoint as checkpoint
+
+    devices = []
+    real_build = checkpoint.build_model
+
+    def spy(config):
+        devices.append(torch.empty(0).device.type)  # the default device the layers are created on
+        return real_build(config)
+
+    monkeypatch.setattr(checkpoint, "build_model", spy)
+    # in range, but the file's tensors have other shapes
+    path = with_config(model_file, tmp_path / "big.safetensors", nf=1024)
+    with pytest.raises(ValueError, match=f"{path}: tensor .* has shape .* the config implies"):
+        ka.load_model(path)
+    assert devices == ["meta"]
+    assert ka.load_model(model_file).sha256 == ka.model_sha256(tiny_model())
+    assert devices == ["meta", "meta"]
+
+
+# -- 8. malformed metadata: a ValueError naming the file and the field ----------------------------
+@pytest.mark.parametrize("changes, field", [
+    ({"config": [1, 2]}, "config' must be a JSON object"),
+    ({"config": "null"}, "config' must be a JSON object"),
+    ({"config": json.dumps("psf")}, "config' must be a JSON object"),
+    ({"config": "{not json"}, "config' is not JSON"),
+    ({"format_version": "abc"}, "format_version' must be an integer"),
+    ({"provenance": "[" * 100000 + "]" * 100000}, "provenance' is nested too deeply"),
+    ({"provenance": "[" * 200 + "]" * 200}, "provenance' is nested more than 64 levels"),
+    ({"provenance": "[]"}, "provenance' must be a JSON object"),
+])
+def test_malformed_model_metadata_names_the_file_and_field(model_file, tmp_path, changes, field):
+    path = rewrite_metadata(model_file, tmp_path / "bad.safetensors", **changes)
+    with pytest.raises(ValueError, match=f"{path}.*'{field}"):
+        ka.load_model(path)
+
+
+@pytest.mark.parametrize("value, match", [("64", "got '64'"), (-1, "got -1"), (6.5, "got 6.5"), (True, "got True")])
+def test_model_config_field_of_the_wrong_type_names_the_field(model_file, tmp_path, value, match):
+    path = with_config(model_file, tmp_path / "bad.safetensors", nf=value)
+    with pytest.raises(ValueError, match=f"{path}.*field nf must be an integer.*{match}"):
+        ka.load_model(path)
+
+
+def good_bank(path):
+    with BankWriter(path, tiny_model(), crop_size=64) as writer:
+        writer.append(np.zeros((3, 8, 1, 1), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("attribute, value, match", [
+    ("code_shape", 8, "attribute code_shape is 8, not three positive integers"),
+    ("code_shape", np.array([8, -1, 1]), "attribute code_shape"),
+    ("codes_done", -5, "attribute codes_done is -5, not a non-negative integer"),
+    ("model_config", "{oops", "attribute model_config is not a JSON object"),
+    ("model_config", "[1]", "attribute model_config is not a JSON object"),
+    ("complete", "False", "attribute complete is 'False', not a boolean"),
+    ("format_version", "abc", "attribute format_version is 'abc', not a positive integer"),
+    ("crop_size", 0, "attribute crop_size is 0"),
+])
+def test_malformed_bank_attributes_name_the_file_and_field(tmp_path, attribute, value, match, capsys):
+    path = good_bank(tmp_path / "b.h5")
+    with h5py.File(path, "r+") as handle:
+        handle.attrs[attribute] = value
+    with pytest.raises(ValueError, match=f"{path} is a damaged kernel bank: {match}"):
+        KernelBank(path)
+    assert cli(["bank-info", str(path)]) == 2  # not a traceback
+    assert attribute in capsys.readouterr().err
+
+
+def test_bank_codes_as_an_external_link_is_refused(tmp_path):
+    path = good_bank(tmp_path / "b.h5")
+    with h5py.File(path, "r+") as handle:
+        del handle["codes"]
+        handle["codes"] = h5py.ExternalLink("missing.h5", "/codes")
+    with pytest.raises(ValueError, match=f"{path} is a damaged kernel bank: dataset codes is a ExternalLink "
+                                         r"\(to missing.h5/codes\)"):
+        KernelBank(path)
