@@ -352,3 +352,38 @@ def test_bank_codes_as_an_external_link_is_refused(tmp_path):
     with pytest.raises(ValueError, match=f"{path} is a damaged kernel bank: dataset codes is a ExternalLink "
                                          r"\(to missing.h5/codes\)"):
         KernelBank(path)
+
+
+# -- 4. augment: distinct images never share output files -----------------------------------------
+def test_augment_output_names_are_unique_and_stable():
+    from kernelaug.tools.augment import sequence_names
+
+    listing = ["a b.png", "a_b.png", "x/y.png", "x__y.png", "x/_y.png", "x_/y.png", "c.png", "c.jpg", "d/e.png"]
+    names = sequence_names(listing)
+    assert len(set(names)) == len(listing)
+    assert names == sequence_names(list(listing))  # the same in every run
+    assert names[-1] == "d__e" and names[1].startswith("a_b-")  # clean names are kept; clashing ones get a hash
+
+
+def test_augment_writes_each_colliding_image_to_its_own_files(tmp_path):
+    import cv2
+
+    from kernelaug.tools.augment import AugmentSettings, augment_folder
+
+    model = tiny_model()
+    bank_path = tmp_path / "bank.h5"
+    with BankWriter(bank_path, model, crop_size=64) as writer:
+        writer.append(np.zeros((2, 8, 1, 1), np.float32))
+    images = tmp_path / "images"
+    (images / "x").mkdir(parents=True)
+    sources = {"a b.png": 40, "a_b.png": 120, "x/y.png": 200, "x__y.png": 250}
+    for name, value in sources.items():
+        cv2.imwrite(str(images / name), np.full((32, 32, 3), value, np.uint8))
+    out = tmp_path / "out"
+    summary = augment_folder(model, KernelBank(bank_path), images, out, AugmentSettings(per_image=1), progress=False)
+    assert summary["written"] == 4 and summary["skipped"] == 0
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len({m["sharp"] for m in manifest}) == 4
+    for record in manifest:
+        sharp = cv2.imread(str(out / record["sharp"]))
+        assert int(sharp[0, 0, 0]) == sources[record["image"]], record
