@@ -263,9 +263,14 @@ def _model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
 
 
 def _as_strength(strength, batch: int, device, dtype) -> torch.Tensor | float:
-    if isinstance(strength, (int, float)):
+    """A float or (B, 1, 1, 1) values, each finite and in [0, 1] (beyond, the blend extrapolates)."""
+    if isinstance(strength, (int, float)) and not isinstance(strength, bool):
+        if not 0.0 <= float(strength) <= 1.0:  # NaN fails too
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
         return float(strength)
     strength = torch.as_tensor(strength, device=device, dtype=dtype).reshape(-1)
+    if strength.numel() and not bool(((strength >= 0) & (strength <= 1)).all()):
+        raise ValueError(f"strength values must be in [0, 1], got {strength.tolist()[:8]}")
     if strength.numel() == 1:
         return float(strength)
     if strength.numel() != batch:
@@ -321,6 +326,7 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
                          f"or black image (check the bank with KernelBank.check_finite or kernelaug bank-info)")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    _as_strength(strength, batch, "cpu", torch.float32)  # checked before the forward pass
     dtype, device = _model_dtype_device(model)
     sharp = images.to(device=device, dtype=dtype)
     codes = codes.to(device=device, dtype=dtype)

@@ -38,9 +38,6 @@ def check_output(path, what: str = "output", suffixes: tuple[str, ...] | None = 
     if path is None or str(path) == "":
         raise ValueError(f"{what}: no path given")
     path = Path(path)
-    if suffixes is not None and not folder and path.suffix.lower() not in suffixes:
-        raise ValueError(f"{what} {path} must end in {' or '.join(suffixes)} (the suffix decides the format), "
-                         f"got {path.suffix or 'no suffix'!r}")
     if folder:
         if path.exists() and not path.is_dir():
             raise ValueError(f"{what} {path} exists and is not a folder")
@@ -53,6 +50,9 @@ def check_output(path, what: str = "output", suffixes: tuple[str, ...] | None = 
                              + (f" ending in {suffixes[0]}" if suffixes else ""))
         if path.exists() and not path.is_file():
             raise ValueError(f"{what} {path} exists and is not a regular file")
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise ValueError(f"{what} {path} must end in {', '.join(suffixes)} (the suffix decides the format), "
+                             f"got {path.suffix or 'no suffix'!r}")
         parent = path.parent
         if not parent.exists():
             raise ValueError(f"{what} {path}: folder {parent} does not exist (create it first)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -387,3 +388,140 @@ def test_augment_writes_each_colliding_image_to_its_own_files(tmp_path):
     for record in manifest:
         sharp = cv2.imread(str(out / record["sharp"]))
         assert int(sharp[0, 0, 0]) == sources[record["image"]], record
+
+
+# -- 5. make-synthetic never mixes a new dataset into an old one ----------------------------------
+def test_make_synthetic_refuses_a_non_empty_dataset_unless_overwrite(tmp_path, capsys):
+    from kernelaug.data.synthetic import make_synthetic
+
+    out = tmp_path / "synth"
+    make_synthetic(out, pairs=4, size=128, seed=1, progress=False)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(ValueError, match="not empty.*--overwrite"):
+        make_synthetic(out, pairs=2, size=64, seed=2, progress=False)
+    assert cli(["make-synthetic", str(out), "--pairs", "2", "--size", "64", "--no-progress"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert cli(["make-synthetic", str(out), "--pairs", "2", "--size", "64", "--overwrite", "--no-progress"]) == 0
+    pngs = list(out.rglob("*.png"))
+    assert len(pngs) == 4 and all(cv2_size(p) == 64 for p in pngs)  # the old pairs are gone
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 2
+
+
+def cv2_size(path) -> int:
+    import cv2
+
+    return cv2.imread(str(path)).shape[0]
+
+
+# -- 7. every output path is checked before any work ---------------------------------------------
+@pytest.fixture()
+def places(tmp_path):
+    """Bad outputs: a missing folder, a folder, a plain file, a read-only folder."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("precious")
+    if os.geteuid() == 0:  # root writes through permission bits: use a folder nobody can write
+        readonly = Path("/proc")
+    else:
+        readonly = tmp_path / "readonly"
+        readonly.mkdir()
+        readonly.chmod(0o555)
+    return {"missing": tmp_path / "missing", "folder": tmp_path / "folder", "file": tmp_path / "file.txt",
+            "readonly": readonly, "root": tmp_path}
+
+
+OUTPUT_CASES = [
+    # (command line with {missing} / {folder} / {file} / {readonly} / {root}, expected message)
+    ("train --data {root} --out {folder}", "--out .*folder is a folder"),
+    ("train --data {root} --out {missing}/m.safetensors", "folder .*missing does not exist"),
+    ("train --data {root} --out {root}/m.h5", "must end in .safetensors"),
+    ("train --data {root} --out {readonly}/m.safetensors", "is not writable"),
+    ("deblur {file} --out {root}/x.txt", "must end in .png"),
+    ("deblur {file} --out {missing}/x.png", "does not exist"),
+    ("extract --model m --data {root} --out {root}/b.png", "must end in .h5"),
+    ("bank-merge {file} --out {folder}", "is a folder"),
+    ("transfer --onto {file} --out {root}/d.gif", "must end in .png"),
+    ("transfer --onto {file} --out {root}/d.png --save-code {root}/c.txt", "--save-code .*must end in .npy"),
+    ("augment --images {root} --out {file}", "exists and is not a folder"),
+    ("coverage --kernels {root} --images {root} --json {missing}/c.json", "--json .*does not exist"),
+    ("make-kernels {file}", "exists and is not a folder"),
+    ("show-psf --bank synth-small --out {folder}", "is a folder"),
+    ("show-bank --out {readonly}/map.png", "is not writable"),
+    ("sample-grid --images {root} --out {root}/g", "must end in .png"),
+    ("evaluate --model m --data {root} --figure {root}/f.txt", "--figure .*must end in .png"),
+    ("srn train --data {root} --out {root}/s.pt", "must end in .safetensors"),
+    ("srn eval --model {file} --data {root} --json {folder}", "--json .*is a folder"),
+    ("make-synthetic {file}", "exists and is not a folder"),
+    ("frames-to-pairs {root} {file}", "exists and is not a folder"),
+    ("bench srn --out {file}", "exists and is not a folder"),
+]
+
+
+@pytest.mark.parametrize("line, message", OUTPUT_CASES, ids=[c[0].split(" --")[0] for c in OUTPUT_CASES])
+def test_bad_output_paths_are_refused_before_any_work(places, line, message, capsys, monkeypatch):
+    import kernelaug.deblur.blind as blind
+    import kernelaug.learn.train as train
+
+    if "{readonly}" in line and not os.access(places["readonly"], os.F_OK):
+        pytest.skip("no read-only folder on this machine")
+    monkeypatch.setattr(train, "train", lambda options: pytest.fail("trained before checking --out"))
+    monkeypatch.setattr(blind, "deblur_generic", lambda *a, **k: pytest.fail("deblurred before checking --out"))
+    argv = line.format(**{k: str(v) for k, v in places.items()}).split()
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err and (places["root"] / "file.txt").read_text() == "precious"
+
+
+def test_extract_never_replaces_its_own_model_file(model_file, pair_root, tmp_path):
+    copy = tmp_path / "model.h5"
+    copy.write_bytes(model_file.read_bytes())
+    with pytest.raises(ValueError, match="is the model file itself"):
+        extract_bank(copy, pair_root, copy, overwrite=True, **SETTINGS)
+    assert copy.read_bytes() == model_file.read_bytes()
+    assert cli(["extract", "--model", str(copy), "--data", str(pair_root), "--out", str(copy), "--overwrite"]) == 2
+
+
+# -- 9. arguments are validated at parse time ------------------------------------------------------
+PARSE_CASES = [
+    ("transfer --onto a.png --out d.png --strength 2", "--strength: must be a finite number in [0.0, 1.0], got 2"),
+    ("transfer --onto a.png --out d.png --strength nan", "--strength: must be a finite number"),
+    ("augment --images i --out o --strength 0.5 1.5", "--strength: must be a finite number in [0.0, 1.0]"),
+    ("coverage --kernels k --images i --gamma 0", "--gamma: must be a finite number in (0, 10]"),
+    ("coverage --kernels k --images i --gamma -1", "--gamma: must be a finite number"),
+    ("coverage --kernels k --images i --crop 0", "--crop: must be >= 1, got 0"),
+    ("evaluate --model m --data d --limit 0", "--limit: must be >= 1, got 0"),
+    ("show-psf --out p.png --scale 1000", "--scale: must be in [1, 64], got 1000"),
+    ("show-psf --out p.png --scale 0", "--scale: must be in [1, 64], got 0"),
+    ("show-psf --out p.png --size 8", "--size: must be odd, got 8"),
+    ("sample-grid --images i --out g.png --size 0", "--size: must be in [8, 4096], got 0"),
+    ("extract --model m --data d --out b.h5 --crop 0", "--crop: must be >= 1, got 0"),
+    ("extract --model m --data d --out b.h5 --batch-size x", "--batch-size: must be an integer, got 'x'"),
+    ("train --data d --out m.safetensors --lr 0", "--lr: must be a finite number > 0"),
+    ("make-synthetic o --test-fraction 1", "--test-fraction: must be a finite number in [0.0, 1.0)"),
+]
+
+
+@pytest.mark.parametrize("line, message", PARSE_CASES, ids=[c[0] for c in PARSE_CASES])
+def test_arguments_out_of_range_are_refused_at_parse_time(line, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(line.split())
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_library_refuses_out_of_range_values_before_computing():
+    from kernelaug.functional import learned_blur
+    from kernelaug.learn.evaluate import evaluate
+    from kernelaug.tools.pictures import psf_mosaic
+
+    model = tiny_model()
+    for strength in (2.0, -0.1, float("nan"), [0.5, 1.5]):
+        with pytest.raises(ValueError, match="strength"):
+            learned_blur(torch.rand(2, 3, 64, 64), torch.zeros(2, 8, 1, 1), model, strength=strength)
+    with pytest.raises(ValueError, match="more than 16384"):
+        psf_mosaic(np.ones((4, 4, 31, 31)), scale=1000)  # 43 GiB were tried
+    with pytest.raises(ValueError, match="scale must be a positive integer"):
+        psf_mosaic(np.ones((4, 4, 31, 31)), scale=0)
+    with pytest.raises(ValueError, match="no pairs to evaluate"):
+        evaluate(model, [], [])

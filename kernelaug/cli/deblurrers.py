@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .common import POSITIVE, SEED, float_in, int_in
+from ..paths import MODEL_SUFFIXES, check_output
+
 
 def _cmd_srn_train(args) -> None:
     from ..data.pairs import find_pairs
@@ -12,6 +15,7 @@ def _cmd_srn_train(args) -> None:
     from ..device import resolve_device
     from ..deblurrers.training import SRNTraining, load_pair_arrays, save_srn, train_srn
 
+    check_output(args.out, "--out", MODEL_SUFFIXES)
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     training = SRNTraining(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed)
     model, summary = train_srn(pairs, SRNConfig(widths=tuple(args.widths), blocks=args.blocks), training,
@@ -27,6 +31,8 @@ def _cmd_srn_eval(args) -> None:
     from ..device import resolve_device
     from ..deblurrers.training import evaluate_srn, load_pair_arrays, load_srn
 
+    if args.json:
+        check_output(args.json, "--json", inputs=[args.model])
     model = load_srn(args.model, device=resolve_device(args.device))
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     result = evaluate_srn(model, pairs, progress=True)
@@ -40,6 +46,9 @@ def _cmd_bench_srn(args) -> None:
     from ..device import resolve_device
     from ..deblurrers.benchmark import RUNS, run_srn_bench
 
+    check_output(args.out, "--out", folder=True)
+    if args.work:
+        check_output(args.work, "--work", folder=True)
     result = run_srn_bench(args.preset, out=args.out, model=args.model, bank=args.bank, seed=args.seed,
                            jobs=args.jobs, work=args.work, device=str(resolve_device(args.device)))
     a, b = (result["runs"][run]["tests"] for run in RUNS)
@@ -55,23 +64,24 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, help="paired dataset folder (GoPro, REDS or generic layout)")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--split", default="train")
-    p.add_argument("--size", type=int, default=None, help="centre-crop every pair to this size when loading")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many pairs")
-    p.add_argument("--widths", type=int, nargs=3, default=[32, 64, 128], help="channels of the three encoder stages")
-    p.add_argument("--blocks", type=int, default=3, help="residual blocks per stage")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=POSITIVE, default=None, help="centre-crop every pair to this size when loading")
+    p.add_argument("--limit", type=POSITIVE, default=None, help="use at most this many pairs")
+    p.add_argument("--widths", type=int_in(1, 1024), nargs=3, default=[32, 64, 128],
+                   help="channels of the three encoder stages")
+    p.add_argument("--blocks", type=int_in(0, 64), default=3, help="residual blocks per stage")
+    p.add_argument("--steps", type=POSITIVE, default=1000)
+    p.add_argument("--batch-size", type=POSITIVE, default=8)
+    p.add_argument("--crop", type=POSITIVE, default=128)
+    p.add_argument("--lr", type=float_in(0, low_open=True), default=1e-4)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_train)
     p = srn.add_parser("eval", help="PSNR and SSIM of SRN-Deblur's output against the sharp images")
     p.add_argument("--model", required=True, help="SRN .safetensors file")
     p.add_argument("--data", required=True, help="paired dataset folder")
     p.add_argument("--split", default="test")
-    p.add_argument("--size", type=int, default=None, help="centre-crop every pair to this size")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--size", type=POSITIVE, default=None, help="centre-crop every pair to this size")
+    p.add_argument("--limit", type=POSITIVE, default=None)
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_eval)
@@ -84,8 +94,8 @@ def add_parsers(commands) -> None:
     p.add_argument("--out", default="benchmarks/results", help="folder for srn_<preset>.{json,md,png}")
     p.add_argument("--model", default="synth-small", help="blur model for the learned blur")
     p.add_argument("--bank", default=None, help="kernel bank (default: the pretrained model's own)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2, help="train the two runs in parallel processes (2) or in turn (1)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--jobs", type=int_in(1, 2), default=2, help="train the two runs in parallel processes (2) or in turn (1)")
     p.add_argument("--device", default="cpu", help="where SRN trains and is tested: cpu, cuda, cuda:N or auto")
     p.add_argument("--work", default=None, help="empty folder for intermediate data and models (default: a "
                    "temporary folder, removed afterwards)")
