@@ -525,3 +525,103 @@ def test_library_refuses_out_of_range_values_before_computing():
         psf_mosaic(np.ones((4, 4, 31, 31)), scale=0)
     with pytest.raises(ValueError, match="no pairs to evaluate"):
         evaluate(model, [], [])
+
+
+# -- 10. smaller ones ---------------------------------------------------------------------------------
+@pytest.fixture()
+def zero_bank(tmp_path):
+    path = tmp_path / "zero.h5"
+    with BankWriter(path, tiny_model(), crop_size=64) as writer:
+        writer.append(np.zeros((2, 8, 1, 1), np.float32))
+    return path
+
+
+def test_parametric_callable_must_return_the_dtype_and_range_it_was_given(zero_bank):
+    image = np.full((32, 32, 3), 100, np.uint8)
+    for blur, match in ((lambda x: x.astype(np.float32), "returned float32 for a uint8 image"),
+                        (lambda x: x.astype(np.float64) * 2, "returned float64 for a uint8 image")):
+        aug = ka.LearnedBlur(tiny_model(), zero_bank, parametric=blur, parametric_ratio=1.0, seed=0)
+        with pytest.raises(ValueError, match=match):
+            aug(image)
+    floats = image.astype(np.float32) / 255
+    for blur, match in ((lambda x: x * 255, r"values in \[100, 100\]"), (lambda x: x * np.nan, "NaN"),
+                        (lambda x: (x * 255).astype(np.uint8), "returned uint8 for a float image")):
+        aug = ka.LearnedBlur(tiny_model(), zero_bank, parametric=blur, parametric_ratio=1.0, seed=0)
+        with pytest.raises(ValueError, match=match):
+            aug(floats)
+
+
+def test_output_is_detached_whatever_p_drew(zero_bank):
+    image = torch.rand(3, 64, 64, requires_grad=True)
+    for p in (0.0, 1.0):
+        out = ka.LearnedBlur(tiny_model(), zero_bank, p=p, seed=0)(image)
+        assert not out.requires_grad and out.grad_fn is None, p
+    assert image.requires_grad  # the input is left as it was
+
+
+def test_resume_refuses_another_batch_size(model_file, pair_root, tmp_path, monkeypatch):
+    import kernelaug.learn.extract as E
+
+    out = tmp_path / "b.h5"
+    monkeypatch.setattr(E, "_batch_flushed", lambda path, done: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        extract_bank(model_file, pair_root, out, **SETTINGS)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="batch_size = 2, this run has 3"):
+        extract_bank(model_file, pair_root, out, resume=True, **{**SETTINGS, "batch_size": 3})
+
+
+def test_resume_accepts_the_same_dataset_by_another_path(model_file, pair_root, tmp_path, monkeypatch):
+    import kernelaug.learn.extract as E
+
+    reference = tmp_path / "reference.h5"
+    extract_bank(model_file, pair_root, reference, **SETTINGS)
+    out = tmp_path / "b.h5"
+    monkeypatch.chdir(pair_root.parent)
+    monkeypatch.setattr(E, "_batch_flushed", lambda path, done: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        extract_bank(model_file, pair_root.name, out, **SETTINGS)  # relative
+    monkeypatch.setattr(E, "_batch_flushed", lambda path, done: None)
+    extract_bank(model_file, pair_root.resolve(), out, resume=True, **SETTINGS)  # absolute
+    got, want = bank_contents(out), bank_contents(reference)
+    assert np.array_equal(got["codes"], want["codes"]) and got["attrs"]["source_dataset"] == pair_root.name
+    assert extract_bank(model_file, str(pair_root.resolve()) + "/", out, resume=True, **SETTINGS)["codes_written"] == 0
+
+
+def test_augment_removes_temporaries_of_killed_runs(zero_bank, tmp_path):
+    import cv2
+
+    from kernelaug.tools.augment import AugmentSettings, augment_folder
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((32, 32, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    augment_folder(tiny_model(), KernelBank(zero_bank), images, out, AugmentSettings(per_image=1), progress=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = out / "train" / "a" / "blur" / f".000000.png.{dead}.tmp"
+    live = out / "train" / "a" / "blur" / f".000001.png.{os.getppid()}.tmp"  # a process still running
+    stale.write_bytes(b"half a png")
+    live.write_bytes(b"being written")
+    augment_folder(tiny_model(), KernelBank(zero_bank), images, out, AugmentSettings(per_image=1), progress=False)
+    assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("device, match", [("meta", "cannot run a model here"), ("cuda:7", "cuda"),
+                                           ("gpu", "unknown device")])
+def test_unusable_devices_are_clear_errors(zero_bank, device, match, capsys):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    for make in (lambda: ka.LearnedBlur(tiny_model(), zero_bank, device=device),
+                 lambda: ka.LearnedBlurBatch(tiny_model(), zero_bank, device=device)):
+        with pytest.raises(ValueError, match=match):
+            make()
+    assert cli(["transfer", "--bank", str(zero_bank), "--onto", "a.png", "--out", str(zero_bank.parent / "d.png"),
+                "--device", device]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bank_merge_refuses_a_shard_given_twice(zero_bank, tmp_path, capsys):
+    assert cli(["bank-merge", str(zero_bank), str(zero_bank), "--out", str(tmp_path / "m.h5")]) == 2
+    assert "given twice" in capsys.readouterr().err and not (tmp_path / "m.h5").exists()
