@@ -625,3 +625,18 @@ def test_unusable_devices_are_clear_errors(zero_bank, device, match, capsys):
 def test_bank_merge_refuses_a_shard_given_twice(zero_bank, tmp_path, capsys):
     assert cli(["bank-merge", str(zero_bank), str(zero_bank), "--out", str(tmp_path / "m.h5")]) == 2
     assert "given twice" in capsys.readouterr().err and not (tmp_path / "m.h5").exists()
+
+
+def test_crafted_srn_file_is_refused_before_anything_is_built(tmp_path):
+    from kernelaug.deblurrers.srn import SRNConfig, SRNDeblur
+    from kernelaug.deblurrers.training import load_srn, save_srn
+
+    path = save_srn(SRNDeblur(SRNConfig(widths=(4, 4, 4), blocks=1)), tmp_path / "srn.safetensors")
+    for config, match in (({"widths": [6000, 4, 4], "blocks": 1}, "field widths"),
+                          ({"widths": [4, 4, 4], "blocks": 100000}, "field blocks"),
+                          ([4], "must be a JSON object"),
+                          ({"widths": [64, 64, 64], "blocks": 1}, "has shape")):
+        crafted = rewrite_metadata(path, tmp_path / "crafted.safetensors", config=config)
+        with pytest.raises(ValueError, match=f"{crafted}.*{match}|{match}"):
+            load_srn(crafted)
+    assert load_srn(path).config.widths == (4, 4, 4)
