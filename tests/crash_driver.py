@@ -113,6 +113,7 @@ def main() -> None:
         assert child(run) == 0
         return json.loads(open(counter_file).read())
 
+    E.load_model(spec["model"])  # first use imports parts of torch: once here, not in every child
     report = {"runs": []}
     if spec["phase"] == "extract":
         reference = os.path.join(root, "reference", "bank.h5")

@@ -92,6 +92,15 @@ def _existing_bank_error(path: Path, resumable: bool = True) -> ValueError | Non
                       f"refusing to replace it (pass overwrite=True / --overwrite)")
 
 
+def _is_complete_bank(path: Path) -> bool:
+    """True when ``path`` is a kernel bank file flagged complete."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") == FORMAT and _plain(handle.attrs.get("complete", False)) is True
+    except OSError:
+        return False
+
+
 def _code_chunk_rows(code_shape, dtype) -> int:
     code_bytes = int(np.prod(code_shape)) * np.dtype(dtype).itemsize
     return max(1, min(4096, _CHUNK_BYTES // max(code_bytes, 1)))

@@ -101,6 +101,17 @@ def replace(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
 
 
+def _plain_json(value):
+    """``value`` as it reads back from JSON (numpy scalars and arrays become numbers and lists)."""
+    def convert(item):
+        if isinstance(item, np.generic):
+            return item.item()
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        raise TypeError(f"attribute value {item!r} of type {type(item).__name__} cannot be stored")
+    return json.loads(json.dumps(value, default=convert))
+
+
 def _pack_rows(arrays: dict) -> bytes:
     ids = [s.encode("utf-8") for s in arrays["pair_id"]]
     buffer = io.BytesIO()
@@ -170,7 +181,7 @@ class Journal:
         self._committed, self._pending, self.attrs, self.codes_done, self.last_row = [], [], {}, 0, None
         self._write_at(0, MAGIC)
         self._end = len(MAGIC)
-        self.settings = json.loads(json.dumps(settings))
+        self.settings = _plain_json(settings)
         self._append(SETTINGS, json.dumps(self.settings, sort_keys=True).encode())
         self.commit(0, {})
         fsync_dir(self.path.parent)
@@ -270,7 +281,7 @@ class Journal:
 
     def commit(self, codes_done: int, attrs: dict) -> None:
         """Make the appended rows and ``attrs`` durable: fsync, commit record, fsync."""
-        attrs = json.loads(json.dumps(attrs))
+        attrs = _plain_json(attrs)
         os.fsync(self._fd)
         self._append(COMMIT, json.dumps({"codes_done": int(codes_done), "attrs": attrs}, sort_keys=True).encode())
         os.fsync(self._fd)

@@ -92,8 +92,11 @@ class KernelBank:
     The file is validated when the bank is created and opened once per process (reopened after a
     fork; a pickled bank carries only its path). ``bank[i]`` is a float32 (C, h, w) code, ``bank[a:b]``
     or ``bank[[i, j]]`` a (n, C, h, w) array; :meth:`sample` draws codes, :meth:`check` verifies a
-    model. An incomplete bank (interrupted extraction) is refused unless ``allow_incomplete=True``;
-    it then shows the codes committed so far.
+    model (and that every code is finite). A file not flagged complete (an interrupted extraction
+    written in place by an older kernelaug) is refused unless ``allow_incomplete=True``; it then
+    shows the codes committed so far. An extraction in progress lives in ``BANK.partial`` (see
+    :mod:`kernelaug.bank.journal`), whose progress :func:`kernelaug.bank.bank_info` reports.
+    Malformed attributes or datasets are ValueErrors naming the file and the field.
     """
 
     def __init__(self, path, allow_incomplete: bool = False):
@@ -282,8 +285,8 @@ class KernelBank:
         stat = self.path.stat()
         key = (str(self.path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size, self._length)
         if key not in _NONFINITE_CACHE:
-            step = max(1, (1 << 22) // max(int(np.prod(self.code_shape)), 1))
             dim, bad = int(np.prod(self.code_shape)), []
+            step = max(1, (1 << 22) // max(dim, 1))  # rows per read: about 4 M values
             for start in range(0, self._length, step):
                 block = self._read("codes", np.s_[start:start + step]).reshape(-1, dim)
                 bad.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))

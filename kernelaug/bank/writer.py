@@ -13,8 +13,8 @@ import torch
 
 from ..models import BlurModel, config_to_dict
 from .format import (FORMAT, _FLOAT16_MAX, _PROVENANCE, _check_dtype, _create_codes,
-                     _create_provenance, _existing_bank_error, _model_hash, _now, _root_attrs, _set_attrs)
-from .journal import Journal, check_not_open, fsync_dir, fsync_file, partial_path, replace, temporary_path
+                     _create_provenance, _existing_bank_error, _is_complete_bank, _model_hash, _now, _root_attrs, _set_attrs)
+from .journal import Journal, _plain_json, check_not_open, fsync_dir, fsync_file, partial_path, replace, temporary_path
 from .reader import KernelBank
 
 __all__ = ["BankWriter", "merge_banks"]
@@ -66,10 +66,8 @@ class BankWriter:
                 journal.close()
                 raise
         else:
-            if resume and self.path.exists():
-                error = _existing_bank_error(self.path)
-                if "complete kernel bank" in str(error):
-                    raise ValueError(f"cannot resume {self.path}: it is already complete")
+            if resume and self.path.is_file() and _is_complete_bank(self.path):
+                raise ValueError(f"cannot resume {self.path}: it is already complete")
             error = None if overwrite else _existing_bank_error(self.path)
             if error is not None:
                 raise error
@@ -92,7 +90,7 @@ class BankWriter:
                 same = have == value or (source_real is not None and journal.settings.get("source_realpath")
                                          == source_real)
             else:
-                same = have == json.loads(json.dumps(value))
+                same = have == _plain_json(value)
             if not same:
                 what = "model (weights sha256)" if key == "model_sha256" else key
                 raise ValueError(f"cannot resume {self.path}: it was written with {what} = {have!r}, "

@@ -3,10 +3,13 @@
 Pairs (``find_pairs`` order, at most ``limit``) are read in batches of ``batch_size`` pairs, cut into
 square crops (seeded random positions, or a tiling of the whole image), encoded by G, rounded to the
 bank's dtype, and scored by the reconstruction PSNR of F(x, stored code) against y. Each batch is
-appended and committed, so memory stays flat and an interrupted run resumes where it stopped.
+appended to the bank's journal ``OUT.partial`` and committed (see :mod:`kernelaug.bank.journal`), so
+memory stays flat, a kill at any moment loses at most the batch in flight, and ``OUT`` appears (or
+is replaced) only when the bank is complete.
 
 Determinism: the crop positions of pair ``i`` come from ``np.random.SeedSequence([seed, i])``, so a
-resumed run (same batch size) writes the same bank as an uninterrupted one. Under ``torchrun``
+resumed run writes the same bank as an uninterrupted one; it must use the same batch size (G's
+arithmetic may depend on the batch composition), which resuming checks. Under ``torchrun``
 (``RANK``/``WORLD_SIZE``) rank ``r`` takes pairs ``r::world`` into ``OUT.rank{r}-of-{world}.h5``;
 :func:`kernelaug.bank.merge_banks` joins the shards.
 """
@@ -23,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..bank import FORMAT, BankWriter
-from ..bank.format import _check_dtype, _plain
+from ..bank import BankWriter
+from ..bank.format import _check_dtype, _is_complete_bank, _plain
 from ..bank.journal import partial_path
 from ..models.checkpoint import load_model
 from ..data.pairs import find_pairs, read_pair
@@ -121,9 +124,10 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     that many pairs (the first ones). ``crop``: square crop side, a multiple of the model's cell;
     ``crops_per_pair`` random crops per pair, or ``tile=True`` to tile each whole image.
     ``batch_size``: pairs per committed batch, and crops per forward pass. ``dtype``: float16 or
-    float32 storage. ``resume``: continue an interrupted bank at ``out`` (same model, seed, crop,
-    dtype, tiling and dataset, else ValueError); an existing bank is otherwise refused unless
-    ``overwrite``. ``rank``/``world``: this process's shard (see :func:`shard_path`).
+    float32 storage. ``resume``: continue the interrupted extraction into ``out`` (same model, seed,
+    crop, dtype, tiling, batch size and dataset -- by any path to it -- else ValueError); an
+    existing bank is otherwise refused unless ``overwrite``, and one that another process holds
+    open always. ``rank``/``world``: this process's shard (see :func:`shard_path`).
     """
     crop = _positive_int("crop", crop)
     crops_per_pair = _positive_int("crops_per_pair", crops_per_pair)
@@ -196,14 +200,6 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
         model.train(was_training)
     elapsed = time.perf_counter() - start_time
     return _summary(path, model, written, len(mine) - resumed_from, elapsed, rank, world, resumed_from, True)
-
-
-def _is_complete_bank(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") == FORMAT and bool(handle.attrs.get("complete", False))
-    except OSError:
-        return False
 
 
 def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
