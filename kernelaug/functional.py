@@ -263,9 +263,14 @@ def _model_dtype_device(model) -> tuple[torch.dtype, torch.device]:
 
 
 def _as_strength(strength, batch: int, device, dtype) -> torch.Tensor | float:
-    if isinstance(strength, (int, float)):
+    """A float or (B, 1, 1, 1) values, each finite and in [0, 1] (beyond, the blend extrapolates)."""
+    if isinstance(strength, (int, float)) and not isinstance(strength, bool):
+        if not 0.0 <= float(strength) <= 1.0:  # NaN fails too
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
         return float(strength)
     strength = torch.as_tensor(strength, device=device, dtype=dtype).reshape(-1)
+    if strength.numel() and not bool(((strength >= 0) & (strength <= 1)).all()):
+        raise ValueError(f"strength values must be in [0, 1], got {strength.tolist()[:8]}")
     if strength.numel() == 1:
         return float(strength)
     if strength.numel() != batch:
@@ -296,7 +301,8 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
     any grid size; fitted to the padded image's grid with ``grid_mode`` ("resize" or "tile").
     strength: float or (B,) values in [0, 1], see :func:`blend`. chunk_size: images per forward
     pass (default: :data:`CPU_CHUNK` on the CPU, the whole batch elsewhere). Returns (B, 3, H, W)
-    in [0, 1] with the input's dtype and device; the input is not modified.
+    in [0, 1] with the input's dtype and device; the input is not modified. A code holding NaN or
+    infinity is a ValueError naming its position in the batch (never a NaN or black image).
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -311,8 +317,16 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         raise ValueError(f"codes must have shape (B, C, h, w) with B = {batch} (or 1), got {tuple(codes.shape)}")
     if codes.shape[1] != model.kernel_dim:
         raise ValueError(f"codes have {codes.shape[1]} channels, the model expects kernel_dim = {model.kernel_dim}")
+    if not codes.is_floating_point():
+        raise ValueError(f"codes must be floating point, got {codes.dtype}")
+    finite = torch.isfinite(codes).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ValueError(f"code(s) {bad[:10]} of the batch hold NaN or infinity; a blur with them would be a NaN "
+                         f"or black image (check the bank with KernelBank.check_finite or kernelaug bank-info)")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    _as_strength(strength, batch, "cpu", torch.float32)  # checked before the forward pass
     dtype, device = _model_dtype_device(model)
     sharp = images.to(device=device, dtype=dtype)
     codes = codes.to(device=device, dtype=dtype)

@@ -47,10 +47,15 @@ The paper's "comb." setting
 RGB images, with ``parametric_ratio`` the fraction of blurred images that get the parametric blur
 instead of the learned one: ``LearnedBlur(model, bank, parametric="motion", parametric_ratio=0.5)``.
 A callable receives uint8 RGB when the input is an integer image and float32 RGB in [0, 1]
-otherwise, and must return the same shape; its randomness is its own.
+otherwise, and must return the same shape, dtype kind and range (checked: a ValueError otherwise);
+its randomness is its own.
 
 Image conventions (see :mod:`kernelaug.functional`): grayscale is blurred as RGB and returned as
 the mean of the blurred channels; RGBA keeps its alpha; uint8 outputs are rounded.
+
+Non-finite codes: a bank holding NaN/Inf codes is refused when a transform is built (the rows are
+named), and :func:`kernelaug.functional.learned_blur` raises a ValueError for any such code given
+directly (``codes=``, a bank-like object): no transform returns a NaN or black image for one.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ import torch
 from . import functional as KF
 from .bank import SAMPLE_MODES, as_generator, resolve_bank
 from .bank.codes import GRID_MODES
-from .device import resolve_device
+from .device import check_device, resolve_device
 from .models.checkpoint import resolve_model
 from .models.pretrained import DEFAULT_MODEL
 
@@ -140,7 +145,8 @@ class LearnedBlur:
             Stored resolved (a BlurModel) in ``self.model``.
         bank: a :class:`~kernelaug.bank.KernelBank`, an ``.h5`` path, a pretrained name, or None to
             use the bank shipped with the pretrained ``model`` name. Stored resolved in ``self.bank``;
-            ``bank.check(model)`` is verified here.
+            ``bank.check(model)`` is verified here, and refuses a bank holding NaN/Inf codes (naming
+            the rows): a non-finite code is an error, never skipped or redrawn.
         p: probability of blurring an image (otherwise it is returned unchanged, as a copy).
         mode: how codes are drawn: ``"bank"`` (stored codes), ``"gaussian"`` (novel codes from a
             Gaussian fitted to the bank) or ``"mix"`` (interpolations of two stored codes).
@@ -167,10 +173,7 @@ class LearnedBlur:
         self.motion_length = motion_length
         self.seed = seed
         self._rng = as_generator(seed)
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as error:
-            raise ValueError(f"invalid device {device!r}: {error}") from None
+        self.device = check_device(device)
         self.model = resolve_model(model, self.device)
         model_name = model if isinstance(model, str) and not os.path.exists(model) else None
         self.bank = resolve_bank(bank, model_name)
@@ -236,7 +239,8 @@ class LearnedBlur:
         if isinstance(params, dict):
             params = [params] * rgb.shape[0]
         if not any(prm.get("apply") for prm in params):
-            return image.copy() if isinstance(image, np.ndarray) else image.clone()  # exact, never the input
+            # exact, never the input; detached like a blurred output, whatever p drew
+            return image.copy() if isinstance(image, np.ndarray) else image.detach().clone()
         return KF.from_rgb_batch(self._apply_rgb(rgb, params, spec), spec)
 
     def _apply_rgb(self, rgb: torch.Tensor, params, spec: KF.ImageSpec) -> torch.Tensor:
@@ -273,14 +277,31 @@ class LearnedBlur:
         else:
             integer = spec.integer
             arg = np.ascontiguousarray((hwc * 255).round().astype(np.uint8) if integer else hwc)
-            result = self.parametric(arg)
-            result = np.asarray(result)
+            result = np.asarray(self.parametric(arg))
             if result.shape != arg.shape:
                 raise ValueError(f"the parametric blur {self.parametric!r} returned shape {result.shape} "
                                  f"for an image of shape {arg.shape}; it must keep the shape")
-            blurred = result.astype(np.float32) / (255.0 if result.dtype == np.uint8 else 1.0)
+            blurred = _parametric_result(self.parametric, result, arg.dtype)
         blurred = torch.from_numpy(np.ascontiguousarray(blurred, dtype=np.float32)).permute(2, 0, 1).to(rgb.device)
         return KF.blend(rgb[None], blurred[None], params["strength"])[0].clamp(0, 1)
+
+
+def _parametric_result(blur, result: np.ndarray, given: np.dtype) -> np.ndarray:
+    """A parametric blur's output as float32 in [0, 1]; ValueError unless it has the dtype it was given
+    (uint8, or float with finite values in [0, 1])."""
+    if given == np.uint8:
+        if result.dtype != np.uint8:
+            raise ValueError(f"the parametric blur {blur!r} returned {result.dtype} for a uint8 image; it must "
+                             f"return uint8 (0..255), as it was given")
+        return result.astype(np.float32) / 255.0
+    if not np.issubdtype(result.dtype, np.floating):
+        raise ValueError(f"the parametric blur {blur!r} returned {result.dtype} for a float image; it must "
+                         f"return floats in [0, 1], as it was given")
+    low, high = (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < -KF.FLOAT_TOLERANCE or high > 1 + KF.FLOAT_TOLERANCE:
+        raise ValueError(f"the parametric blur {blur!r} returned values in [{low:.4g}, {high:.4g}] for a float "
+                         f"image in [0, 1]; it must keep that range (NaN and infinity are refused)")
+    return result.astype(np.float32).clip(0, 1)
 
 
 # -- the batched GPU path ------------------------------------------------------------------------

@@ -173,7 +173,9 @@ def test_bad_settings_and_inputs(model, bank, tmp_path):
 
 
 def test_sequence_names_are_unique():
-    assert sequence_names(["a.png", "a.jpg", "s/b.png", "c d.png"]) == ["a_png", "a_jpg", "s__b", "c_d"]
+    names = sequence_names(["a.png", "a.jpg", "s/b.png", "c d.png"])
+    assert names[2] == "s__b" and names[0].startswith("a-") and names[1].startswith("a-") and names[3].startswith("c_d-")
+    assert len(set(names)) == 4
 
 
 def test_cli(files, images, tmp_path, capsys):

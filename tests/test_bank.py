@@ -17,6 +17,7 @@ import kernelaug as ka
 import kernelaug.data.pairs  # noqa: F401  (ka.data.pairs below)
 from kernelaug.bank import reader as bank_module
 from kernelaug.bank import SAMPLE_MODES, BankWriter, KernelBank, merge_banks
+from kernelaug.bank.journal import partial_path
 from kernelaug.cli import main
 from kernelaug.bank.codes import adapt_grid
 from kernelaug.learn.extract import crop_boxes, extract_bank, shard_path
@@ -185,18 +186,30 @@ class TestErrors:
                 writer.commit()
                 writer.append(codes[4:])  # never committed
                 raise RuntimeError("crash")
-        with pytest.raises(ValueError, match="incomplete.*--resume.*allow_incomplete"):
+        assert not path.exists()  # the bank file appears only when complete
+        with pytest.raises(FileNotFoundError, match="does not exist yet.*partial.*--resume"):
             KernelBank(path)
-        partial = KernelBank(path, allow_incomplete=True)
-        assert len(partial) == 4 and np.array_equal(partial[:], codes[:4].astype(np.float16).astype(np.float32))
-        partial.close()  # HDF5 will not open a file for writing while this process reads it
+        info = ka.bank.bank_info(path)
+        assert info["codes"] == 4 and not info["complete"] and info["file"].endswith(".partial")
         with pytest.raises(ValueError, match="interrupted.*resume"):
             BankWriter(path, tiny_model(), crop_size=128)
         with BankWriter(path, tiny_model(), crop_size=128, resume=True) as writer:
             assert len(writer) == 4  # the uncommitted rows were dropped
             writer.append(codes[4:])
         assert np.array_equal(KernelBank(path)[:], codes.astype(np.float16).astype(np.float32))
+        assert not partial_path(path).exists()
         with pytest.raises(ValueError, match="already a complete kernel bank.*overwrite"):
+            BankWriter(path, tiny_model(), crop_size=128)
+
+    def test_incomplete_file_refused_unless_allowed(self, tmp_path):
+        path = write_bank(tmp_path / "old.h5", random_codes(6))
+        with h5py.File(path, "r+") as handle:  # as an older kernelaug left an interrupted bank
+            handle.attrs["complete"] = False
+            handle.attrs["codes_done"] = 4
+        with pytest.raises(ValueError, match="incomplete.*--resume.*allow_incomplete"):
+            KernelBank(path)
+        assert len(KernelBank(path, allow_incomplete=True)) == 4
+        with pytest.raises(ValueError, match="older kernelaug.*overwrite"):
             BankWriter(path, tiny_model(), crop_size=128)
 
     def test_model_mismatch(self, small_bank):
@@ -246,9 +259,9 @@ class TestExtract:
         )
         proc = subprocess.Popen([sys.executable, "-c", script])
         assert proc.wait(timeout=300) == 17
-        with pytest.raises(ValueError, match="incomplete"):
+        with pytest.raises(FileNotFoundError, match="interrupted"):
             KernelBank(out)
-        assert len(KernelBank(out, allow_incomplete=True)) == 8  # two batches of 2 pairs x 2 crops
+        assert ka.bank.bank_info(out)["codes"] == 8  # two batches of 2 pairs x 2 crops
         model = ka.load_model(model_file)
         with pytest.raises(ValueError, match="interrupted.*resume"):
             extract_bank(model, pair_root, out, **SETTINGS)
@@ -317,7 +330,7 @@ class TestMerge:
         assert merged.attrs["world"] == 1 and merged.model_sha256 == single.model_sha256
 
     def test_merge_checks(self, shards, tmp_path, small_bank):
-        with pytest.raises(ValueError, match="ranks 0..1"):
+        with pytest.raises(ValueError, match="given twice"):
             merge_banks(shards[:1] + shards[:1], tmp_path / "dup.h5")
         with pytest.raises(ValueError, match="different code_shape"):
             merge_banks([shards[0], small_bank[0]], tmp_path / "mixed.h5")
@@ -326,7 +339,7 @@ class TestMerge:
         with pytest.raises(ValueError, match="different model_sha256"):
             merge_banks([shards[0], tmp_path / "other.h5"], tmp_path / "mixed.h5")
         other = write_bank(tmp_path / "inc.h5", random_codes(2), complete=False)
-        with pytest.raises(ValueError, match="incomplete"):
+        with pytest.raises(FileNotFoundError, match="interrupted"):
             merge_banks([small_bank[0], other], tmp_path / "m.h5")
         second = write_bank(tmp_path / "second.h5", random_codes(5, seed=9))
         summary = merge_banks([small_bank[0], second], tmp_path / "cat.h5", virtual=True)

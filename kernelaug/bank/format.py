@@ -11,8 +11,10 @@ Layout (``format = "kernelaug.bank"``, ``format_version = 1``):
   ``code_shape``, ``crop_size``, ``dtype``, ``created``, ``source_dataset``, ``complete``,
   ``codes_done`` (codes committed so far), and whatever the writer adds (the extraction settings).
 
-A writer sets ``complete`` only after everything is written and flushed, so a crash never leaves a
-bank that claims to be complete; readers refuse incomplete banks unless ``allow_incomplete=True``.
+A bank file is written whole, then renamed into place (see :mod:`.journal`): while it is being made
+its rows live in ``OUT.partial``, and ``OUT`` is never modified in place. Files without
+``complete = True`` (from older versions, or made by other tools) are refused by readers unless
+``allow_incomplete=True``.
 """
 
 from __future__ import annotations
@@ -65,56 +67,73 @@ def _model_hash(model: BlurModel) -> str:
 
 def _existing_bank_error(path: Path, resumable: bool = True) -> ValueError | None:
     """Why ``path`` may not be replaced silently (None when it does not exist)."""
+    from .journal import partial_path
+
+    partial = partial_path(path)
+    if partial.exists() and resumable:
+        return ValueError(f"{partial} holds an interrupted extraction into {path}; pass resume=True (--resume) to "
+                          f"continue it or overwrite=True (--overwrite) to start over")
     if not path.exists():
         return None
+    if path.is_dir():
+        return ValueError(f"{path} is a folder, not a bank file; choose a file name ending in .h5")
     try:
         with h5py.File(path, "r") as handle:
             attrs = dict(handle.attrs)
     except OSError:
         attrs = {}
-    if attrs.get("format") == FORMAT and bool(attrs.get("complete", False)):
-        return ValueError(f"{path} is already a complete kernel bank ({int(attrs.get('codes_done', 0))} codes); "
+    if attrs.get("format") == FORMAT and _plain(attrs.get("complete", False)) is True:
+        return ValueError(f"{path} is already a complete kernel bank ({_plain(attrs.get('codes_done', 0))} codes); "
                           f"pass overwrite=True (--overwrite) to replace it")
     if attrs.get("format") == FORMAT:
-        hint = "pass resume=True (--resume) to continue it or" if resumable else "pass"
-        return ValueError(f"{path} holds an interrupted extraction ({int(attrs.get('codes_done', 0))} codes "
-                          f"committed); {hint} overwrite=True (--overwrite) to start over")
+        return ValueError(f"{path} holds an interrupted extraction written in place by an older kernelaug, which "
+                          f"cannot be resumed safely; pass overwrite=True (--overwrite) to start over")
     return ValueError(f"{path} exists and is not a readable kernel bank (or is open for writing elsewhere); "
                       f"refusing to replace it (pass overwrite=True / --overwrite)")
 
 
-def _create(path: Path, code_shape, dtype: str, attrs: dict) -> h5py.File:
-    """A new, empty, incomplete bank file (truncating ``path``) with the given root attributes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = h5py.File(path, "w")
+def _is_complete_bank(path: Path) -> bool:
+    """True when ``path`` is a kernel bank file flagged complete."""
     try:
-        code_shape = tuple(int(s) for s in code_shape)
-        code_bytes = int(np.prod(code_shape)) * np.dtype(dtype).itemsize
-        rows = max(1, min(4096, _CHUNK_BYTES // max(code_bytes, 1)))
-        handle.create_dataset("codes", shape=(0, *code_shape), maxshape=(None, *code_shape), dtype=dtype,
-                              chunks=(rows, *code_shape), compression="gzip", compression_opts=4,
-                              shuffle=True)
-        _create_provenance(handle)
-        root = {"format": FORMAT, "format_version": FORMAT_VERSION, "code_shape": np.array(code_shape, np.int64),
-                "dtype": dtype, "created": _now(), "complete": False, "codes_done": 0,
-                "kernelaug_version": __version__}
-        for key, value in {**root, **attrs}.items():
-            handle.attrs[key] = value
-        handle.attrs["complete"] = False
-        handle.flush()
-    except BaseException:
-        handle.close()
-        raise
-    return handle
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") == FORMAT and _plain(handle.attrs.get("complete", False)) is True
+    except OSError:
+        return False
 
 
-def _create_provenance(handle: h5py.File, data: dict | None = None) -> None:
+def _code_chunk_rows(code_shape, dtype) -> int:
+    code_bytes = int(np.prod(code_shape)) * np.dtype(dtype).itemsize
+    return max(1, min(4096, _CHUNK_BYTES // max(code_bytes, 1)))
+
+
+def _root_attrs(code_shape, dtype: str, attrs: dict) -> dict:
+    """The root attributes of a new bank: the schema's, then ``attrs`` (not yet complete)."""
+    root = {"format": FORMAT, "format_version": FORMAT_VERSION, "code_shape": [int(s) for s in code_shape],
+            "dtype": dtype, "created": _now(), "complete": False, "codes_done": 0,
+            "kernelaug_version": __version__}
+    return {**root, **attrs, "complete": False}
+
+
+def _set_attrs(handle: h5py.File, attrs: dict) -> None:
+    for key, value in attrs.items():
+        handle.attrs[key] = np.array(value, np.int64) if key == "code_shape" else value
+
+
+def _create_codes(handle: h5py.File, total: int, code_shape, dtype: str) -> h5py.Dataset:
+    code_shape = tuple(int(s) for s in code_shape)
+    rows = _code_chunk_rows(code_shape, dtype)
+    return handle.create_dataset("codes", shape=(total, *code_shape), maxshape=(None, *code_shape), dtype=dtype,
+                                 chunks=(rows, *code_shape), compression="gzip", compression_opts=4, shuffle=True)
+
+
+def _create_provenance(handle: h5py.File, data: dict | None = None, total: int = 0) -> None:
+    """The provenance datasets, filled with ``data`` (columns) or empty with ``total`` rows."""
     specs = {"pair_id": (h5py.string_dtype("utf-8"), ()), "crop_box": (np.int32, (4,)),
              "psnr": (np.float32, ()), "pair_index": (np.int64, ())}
     for name, (dtype, tail) in specs.items():
         values = None if data is None else data[name]
-        count = 0 if values is None else len(values)
+        count = total if values is None else len(values)
         dataset = handle.create_dataset(name, shape=(count, *tail), maxshape=(None, *tail), dtype=dtype,
                                         chunks=(_ROW_CHUNK, *tail), compression="gzip", compression_opts=4)
-        if count:
+        if values is not None and count:
             dataset[...] = values

@@ -15,6 +15,7 @@ import torch
 from .codes import GRID_MODES, adapt_grid
 from ..models import BlurModel
 from .format import FORMAT, FORMAT_VERSION, _PROVENANCE, _model_hash, _plain
+from .journal import partial_path
 
 __all__ = ["SAMPLE_MODES", "KernelBank", "CodeGaussian", "as_generator", "resolve_bank"]
 
@@ -24,6 +25,14 @@ _READ_CACHE_BYTES = 16 * 1024**2  # HDF5 chunk cache per dataset, per reading pr
 _GAUSSIAN_RANK = 32             # principal components kept by the "gaussian" sampling mode
 _COV_DIM_LIMIT = 4096           # above this code size the Gaussian is fitted from a Gram matrix
 _GRAM_MAX_CODES = 4096          # ... of at most this many evenly spaced codes
+
+
+_NONFINITE_CACHE: dict = {}     # (file identity) -> rows holding NaN/Inf, so a file is scanned once per process
+_NAMED_ROWS = 10                # rows named in an error message
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -83,8 +92,11 @@ class KernelBank:
     The file is validated when the bank is created and opened once per process (reopened after a
     fork; a pickled bank carries only its path). ``bank[i]`` is a float32 (C, h, w) code, ``bank[a:b]``
     or ``bank[[i, j]]`` a (n, C, h, w) array; :meth:`sample` draws codes, :meth:`check` verifies a
-    model. An incomplete bank (interrupted extraction) is refused unless ``allow_incomplete=True``;
-    it then shows the codes committed so far.
+    model (and that every code is finite). A file not flagged complete (an interrupted extraction
+    written in place by an older kernelaug) is refused unless ``allow_incomplete=True``; it then
+    shows the codes committed so far. An extraction in progress lives in ``BANK.partial`` (see
+    :mod:`kernelaug.bank.journal`), whose progress :func:`kernelaug.bank.bank_info` reports.
+    Malformed attributes or datasets are ValueErrors naming the file and the field.
     """
 
     def __init__(self, path, allow_incomplete: bool = False):
@@ -103,6 +115,11 @@ class KernelBank:
         if self._file is None or self._pid != os.getpid():
             self._file, self._datasets = None, {}  # a handle inherited through fork is never used here
             if not self.path.exists():
+                partial = partial_path(self.path)
+                if partial.exists():
+                    raise FileNotFoundError(f"kernel bank {self.path} does not exist yet: {partial} holds an "
+                                            f"interrupted extraction; finish it with `kernelaug extract ... "
+                                            f"--resume` (kernelaug bank-info {self.path} shows its progress)")
                 raise FileNotFoundError(f"kernel bank {self.path} does not exist")
             if self.path.is_dir():
                 raise ValueError(f"kernel bank {self.path} is a folder, not an HDF5 file")
@@ -114,32 +131,69 @@ class KernelBank:
             self._pid = os.getpid()
         return self._file
 
+    def _bad(self, field: str, why: str) -> ValueError:
+        return ValueError(f"{self.path} is a damaged kernel bank: {field} {why}")
+
     def _validate(self, handle: h5py.File) -> tuple[int, np.dtype]:
         path, attrs = self.path, self._attrs
         if attrs.get("format") != FORMAT:
             raise ValueError(f"{path} is an HDF5 file but not a kernelaug bank (attribute format = "
                              f"{attrs.get('format')!r}, expected {FORMAT!r})")
         version = attrs.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not _is_int(version) or version < 1:
+            raise self._bad("attribute format_version", f"is {version!r}, not a positive integer")
+        if version > FORMAT_VERSION:
             raise ValueError(f"{path} has bank format version {version!r}; this kernelaug reads up to "
                              f"{FORMAT_VERSION}: upgrade kernelaug")
-        missing = [name for name in ("codes", *_PROVENANCE[:3]) if name not in handle]
-        missing += [key for key in ("model_sha256", "model_config", "code_shape", "crop_size") if key not in attrs]
+        for name in ("codes", *_PROVENANCE[:3]):
+            link = handle.get(name, getlink=True)
+            if link is None:
+                raise ValueError(f"{path} is a damaged kernel bank: missing {name}")
+            if not isinstance(link, h5py.HardLink):
+                raise self._bad(f"dataset {name}", f"is a {type(link).__name__} (to {getattr(link, 'filename', '')}"
+                                f"{getattr(link, 'path', '')}); a bank holds its own datasets")
+            if not isinstance(handle[name], h5py.Dataset):
+                raise self._bad(name, "is not a dataset")
+        missing = [key for key in ("model_sha256", "model_config", "code_shape", "crop_size") if key not in attrs]
         if missing:
             raise ValueError(f"{path} is a damaged kernel bank: missing {', '.join(missing)}")
+        shape = attrs["code_shape"]
+        if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape):
+            raise self._bad("attribute code_shape", f"is {shape!r}, not three positive integers (C, h, w)")
+        if not _is_int(attrs["crop_size"]) or attrs["crop_size"] < 1:
+            raise self._bad("attribute crop_size", f"is {attrs['crop_size']!r}, not a positive integer")
+        if not isinstance(attrs["model_sha256"], str):
+            raise self._bad("attribute model_sha256", f"is {attrs['model_sha256']!r}, not a string")
+        try:
+            config = json.loads(attrs["model_config"]) if isinstance(attrs["model_config"], str) else None
+        except (ValueError, RecursionError):
+            config = None
+        if not isinstance(config, dict):
+            raise self._bad("attribute model_config", "is not a JSON object (the model's config)")
+        self._config = config
+        complete = attrs.get("complete", False)
+        if not isinstance(complete, bool):
+            raise self._bad("attribute complete", f"is {complete!r}, not a boolean")
+        done = attrs.get("codes_done", 0)
+        if not _is_int(done) or done < 0:
+            raise self._bad("attribute codes_done", f"is {done!r}, not a non-negative integer")
         codes = handle["codes"]
-        if codes.ndim != 4 or list(codes.shape[1:]) != list(attrs["code_shape"]):
+        if codes.ndim != 4 or list(codes.shape[1:]) != list(shape):
             raise ValueError(f"{path} is a damaged kernel bank: codes have shape {codes.shape}, attribute "
-                             f"code_shape is {attrs['code_shape']}")
-        if not attrs.get("complete", False) and not self.allow_incomplete:
-            raise ValueError(f"{path} is an incomplete kernel bank ({attrs.get('codes_done', 0)} codes committed; "
+                             f"code_shape is {shape}")
+        if codes.dtype not in (np.float16, np.float32):
+            raise self._bad("dataset codes", f"has type {codes.dtype}, not float16 or float32")
+        if not complete and not self.allow_incomplete:
+            raise ValueError(f"{path} is an incomplete kernel bank ({done} codes committed; "
                              f"an interrupted or still running extraction): finish it with "
                              f"`kernelaug extract ... --resume`, or open it with allow_incomplete=True")
-        length = codes.shape[0] if attrs.get("complete", False) else min(codes.shape[0], attrs.get("codes_done", 0))
+        length = codes.shape[0] if complete else min(codes.shape[0], done)
         short = [name for name in _PROVENANCE[:3] if handle[name].shape[0] < length]
         if short:
             raise ValueError(f"{path} is a damaged kernel bank: {', '.join(short)} hold fewer rows than "
                              f"its {length} codes")
+        if handle["crop_box"].ndim != 2 or handle["crop_box"].shape[1] != 4:
+            raise self._bad("dataset crop_box", f"has shape {handle['crop_box'].shape}, not (N, 4)")
         if codes.is_virtual:
             for source in codes.virtual_sources():
                 name = source.file_name
@@ -190,7 +244,7 @@ class KernelBank:
 
     @property
     def model_config(self) -> dict:
-        return json.loads(self._attrs["model_config"])
+        return json.loads(json.dumps(self._config))
 
     @property
     def model_sha256(self) -> str:
@@ -214,7 +268,8 @@ class KernelBank:
         return self._dtype
 
     def check(self, model: BlurModel) -> None:
-        """Raise ValueError when ``model`` did not make these codes (code shape first, then weights hash)."""
+        """Raise ValueError when ``model`` did not make these codes (code shape first, then weights hash)
+        or when any code is not finite (:meth:`check_finite`)."""
         if model.kernel_dim != self.code_shape[0]:
             raise ValueError(f"code shape mismatch: bank {self.path} holds codes of shape {self.code_shape} "
                              f"({self.code_shape[0]} channels) but the model's kernel_dim is {model.kernel_dim}")
@@ -223,6 +278,29 @@ class KernelBank:
             raise ValueError(f"model hash mismatch: bank {self.path} was extracted by model sha256 "
                              f"{self.model_sha256[:16]}..., this model's weights hash to {digest[:16]}...; "
                              f"codes are only meaningful for the model that extracted them")
+        self.check_finite()
+
+    def nonfinite_rows(self) -> np.ndarray:
+        """Indices of the codes holding NaN or infinity (reads the whole bank once per file and process)."""
+        stat = self.path.stat()
+        key = (str(self.path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size, self._length)
+        if key not in _NONFINITE_CACHE:
+            dim, bad = int(np.prod(self.code_shape)), []
+            step = max(1, (1 << 22) // max(dim, 1))  # rows per read: about 4 M values
+            for start in range(0, self._length, step):
+                block = self._read("codes", np.s_[start:start + step]).reshape(-1, dim)
+                bad.append(start + np.flatnonzero(~np.isfinite(block).all(axis=1)))
+            _NONFINITE_CACHE[key] = np.concatenate(bad).astype(np.int64) if bad else np.zeros(0, np.int64)
+        return _NONFINITE_CACHE[key].copy()
+
+    def check_finite(self) -> None:
+        """ValueError naming the rows when any code holds NaN or infinity (blurring with one gives a
+        NaN or black image; kernelaug never writes such codes, so the file was damaged or edited)."""
+        rows = self.nonfinite_rows()
+        if rows.size:
+            named = ", ".join(str(int(r)) for r in rows[:_NAMED_ROWS]) + (", ..." if rows.size > _NAMED_ROWS else "")
+            raise ValueError(f"kernel bank {self.path} holds {rows.size} code(s) with NaN or infinity (rows "
+                             f"{named}); remove them or re-extract the bank")
 
     # -- reading -------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from ..models import BlurModel, config_to_dict
-from .format import (FORMAT, _CHUNK_BYTES, _FLOAT16_MAX, _PROVENANCE, _check_dtype, _create, _create_provenance,
-                     _existing_bank_error, _model_hash, _now, _plain)
+from .format import (FORMAT, _FLOAT16_MAX, _PROVENANCE, _check_dtype, _create_codes,
+                     _create_provenance, _existing_bank_error, _is_complete_bank, _model_hash, _now, _root_attrs, _set_attrs)
+from .journal import Journal, _plain_json, check_not_open, fsync_dir, fsync_file, partial_path, replace, temporary_path
 from .reader import KernelBank
 
 __all__ = ["BankWriter", "merge_banks"]
@@ -25,73 +26,76 @@ class BankWriter:
     ``model`` (a :class:`BlurModel`) gives the config, the weights' SHA-256 and the code shape
     ``model.code_shape(crop_size, crop_size)``. ``source`` names the dataset the codes come from and
     ``attrs`` adds root attributes (numbers, strings, booleans). Used as a context manager, a normal
-    exit marks the bank complete and an exception leaves it incomplete::
+    exit completes the bank and an exception leaves it unfinished::
 
         with BankWriter("bank.h5", model, crop_size=128, source="test") as writer:
             writer.append(codes, pair_ids=ids, crop_boxes=boxes, psnr=psnr)
 
-    An existing file is refused unless ``overwrite=True``; ``resume=True`` reopens an incomplete bank
-    written with the same model, crop size, dtype and ``attrs`` (a mismatch is a ValueError naming
-    it) and truncates it to its last commit.
+    Crash safety (see :mod:`kernelaug.bank.journal`): rows go to the append-only journal
+    ``path.partial``; :meth:`commit` makes them durable; :meth:`mark_complete` writes the bank beside
+    ``path`` and renames it over ``path``, so an existing file is never modified in place and is
+    replaced only by a complete bank. An existing bank is refused unless ``overwrite=True``, a file
+    that another process holds open always; ``resume=True`` reopens an unfinished journal written
+    with the same model, crop size, dtype and ``attrs`` (a mismatch is a ValueError naming it) at
+    its last commit.
     """
 
     def __init__(self, path, model: BlurModel, crop_size: int, source: str = "", *, dtype="float16",
                  overwrite: bool = False, resume: bool = False, attrs: dict | None = None):
         self.path = Path(path)
+        self.partial = partial_path(self.path)
         self.dtype = _check_dtype(dtype)
         self.crop_size = int(crop_size)
         self.code_shape = tuple(model.code_shape(self.crop_size, self.crop_size))
         fixed = {"model_config": json.dumps(config_to_dict(model.config), sort_keys=True),
                  "model_sha256": _model_hash(model), "crop_size": self.crop_size, "source_dataset": str(source),
                  **(attrs or {})}
-        self._file = None
-        if resume and self.path.exists():
-            self._file = self._reopen(fixed)
+        source_real = os.path.realpath(source) if source and os.path.exists(source) else None
+        self._journal = None
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a folder, not a bank file; choose a file name ending in .h5")
+        settings = {"attrs": _root_attrs(self.code_shape, self.dtype, fixed), "source_realpath": source_real}
+        if resume and self.partial.exists():
+            journal = Journal.open(self.partial)
+            try:
+                if journal.empty:
+                    journal.initialise(settings)
+                else:
+                    self._check_resumable(journal, fixed, source_real)
+            except BaseException:
+                journal.close()
+                raise
         else:
+            if resume and self.path.is_file() and _is_complete_bank(self.path):
+                raise ValueError(f"cannot resume {self.path}: it is already complete")
             error = None if overwrite else _existing_bank_error(self.path)
             if error is not None:
                 raise error
-            self._file = _create(self.path, self.code_shape, self.dtype, fixed)
-        self._count = int(self._file.attrs["codes_done"])
+            check_not_open(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            journal = Journal.create(self.partial, settings)
+        self._journal = journal
+        self._count = journal.codes_done
 
-    def _reopen(self, fixed: dict) -> h5py.File:
-        try:
-            handle = h5py.File(self.path, "r+")
-        except OSError as error:
-            raise ValueError(f"cannot resume {self.path}: cannot open it for writing (still open in a reader, "
-                             f"or damaged by the interruption? then start over with overwrite=True): "
-                             f"{error}") from None
-        try:
-            attrs = {k: _plain(v) for k, v in handle.attrs.items()}
-            if attrs.get("format") != FORMAT:
-                raise ValueError(f"cannot resume {self.path}: not a kernel bank")
-            if attrs.get("complete"):
-                raise ValueError(f"cannot resume {self.path}: it is already complete")
-            expected = {**fixed, "dtype": self.dtype, "code_shape": list(self.code_shape)}
-            for key, value in expected.items():
-                stored = attrs.get(key)
-                if key == "model_config":
-                    same = stored is not None and json.loads(stored) == json.loads(value)
-                else:
-                    same = stored == _plain(np.asarray(value)) if isinstance(value, (list, tuple)) else stored == value
-                if not same:
-                    what = "model (weights sha256)" if key == "model_sha256" else key
-                    raise ValueError(f"cannot resume {self.path}: it was written with {what} = {stored!r}, "
-                                     f"this run has {value!r}; use the same settings or start over with "
-                                     f"overwrite=True")
-            done = int(attrs.get("codes_done", 0))
-            for name in ("codes", *_PROVENANCE):
-                if name not in handle:
-                    raise ValueError(f"cannot resume {self.path}: dataset {name!r} is missing")
-                if handle[name].shape[0] < done:
-                    raise ValueError(f"cannot resume {self.path}: {name!r} holds {handle[name].shape[0]} rows, "
-                                     f"fewer than the {done} committed")
-                handle[name].resize(done, axis=0)  # drop a partly written batch
-            handle.flush()
-        except BaseException:
-            handle.close()
-            raise
-        return handle
+    def _check_resumable(self, journal: Journal, fixed: dict, source_real: str | None) -> None:
+        stored = journal.settings["attrs"]
+        if stored.get("format") != FORMAT:
+            raise ValueError(f"cannot resume {self.partial}: not the journal of a kernel bank")
+        expected = {**fixed, "dtype": self.dtype, "code_shape": list(self.code_shape)}
+        for key, value in expected.items():
+            have = stored.get(key)
+            if key == "model_config":
+                same = have is not None and json.loads(have) == json.loads(value)
+            elif key == "source_dataset":
+                same = have == value or (source_real is not None and journal.settings.get("source_realpath")
+                                         == source_real)
+            else:
+                same = have == _plain_json(value)
+            if not same:
+                what = "model (weights sha256)" if key == "model_sha256" else key
+                raise ValueError(f"cannot resume {self.path}: it was written with {what} = {have!r}, "
+                                 f"this run has {value!r}; use the same settings or start over with "
+                                 f"overwrite=True")
 
     def __len__(self) -> int:
         """Codes written so far (committed or not)."""
@@ -99,17 +103,23 @@ class BankWriter:
 
     @property
     def closed(self) -> bool:
-        return self._file is None
+        return self._journal is None
 
     @property
     def attrs(self) -> dict:
-        """The bank's root attributes as plain Python values (a copy)."""
-        return {k: _plain(v) for k, v in self._handle().attrs.items()}
+        """The bank's root attributes as plain Python values (a copy), as committed so far."""
+        journal = self._handle()
+        return {**journal.settings["attrs"], **journal.attrs, "codes_done": journal.codes_done}
 
-    def _handle(self) -> h5py.File:
-        if self._file is None:
+    @property
+    def last_row(self) -> dict | None:
+        """``pair_id`` and ``pair_index`` of the last committed code (None when there is none)."""
+        return None if self._handle().last_row is None else dict(self._handle().last_row)
+
+    def _handle(self) -> Journal:
+        if self._journal is None:
             raise ValueError(f"bank writer for {self.path} is closed")
-        return self._file
+        return self._journal
 
     def append(self, codes, pair_ids=None, crop_boxes=None, psnr=None, pair_index=None) -> int:
         """Append codes (n, C, h, w) (numpy or torch) and their provenance; return the new count.
@@ -117,7 +127,7 @@ class BankWriter:
         Missing provenance is stored as unknown: empty pair id, crop box -1, PSNR NaN, pair index -1.
         Codes must be finite and, for a float16 bank, within float16's range.
         """
-        handle = self._handle()
+        journal = self._handle()
         if isinstance(codes, torch.Tensor):
             codes = codes.detach().cpu().numpy()
         codes = np.asarray(codes)
@@ -146,48 +156,88 @@ class BankWriter:
         for name, values in columns.items():
             if len(values) != n:
                 raise ValueError(f"{name} has {len(values)} entries for {n} codes")
-        start, stop = self._count, self._count + n
         if n == 0:
             return self._count
-        handle["codes"].resize(stop, axis=0)
-        handle["codes"][start:stop] = codes.astype(self.dtype)
-        for name, values in columns.items():
-            handle[name].resize(stop, axis=0)
-            handle[name][start:stop] = values
-        self._count = stop
-        return stop
+        journal.append_rows({"codes": codes.astype(self.dtype), **columns})
+        self._count += n
+        return self._count
 
     def commit(self, **attrs) -> None:
-        """Record a consistent point: set ``attrs``, ``codes_done`` = codes written, and flush to disk."""
-        handle = self._handle()
-        for key, value in attrs.items():
-            handle.attrs[key] = value
-        handle.attrs["codes_done"] = self._count
-        handle.flush()
+        """Record a consistent point: set ``attrs``, ``codes_done`` = codes written, and make both durable."""
+        self._handle().commit(self._count, attrs)
 
     def mark_complete(self, **attrs) -> None:
-        """Commit, then flag the bank complete (the last write: a crash before it leaves it incomplete)."""
+        """Commit, write the bank file beside ``path`` and rename it over ``path``; closes the writer.
+
+        A crash before the rename leaves ``path`` as it was and the journal resumable; a file that
+        another process holds open at ``path`` is a ValueError (the journal is kept).
+        """
         self.commit(**attrs)
-        handle = self._handle()
-        handle.attrs["finished"] = _now()
-        handle.attrs["complete"] = True
-        handle.flush()
+        journal = self._handle()
+        tmp = temporary_path(self.path)
+        final = {**journal.settings["attrs"], **journal.attrs, "codes_done": journal.codes_done,
+                 "finished": _now(), "complete": True}
+        try:
+            _write_bank_file(tmp, journal, self.code_shape, self.dtype, final)
+            check_not_open(self.path)
+            replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        journal.close()
+        self._journal = None
+        self.partial.unlink(missing_ok=True)
+        fsync_dir(self.path.parent)
 
     def close(self) -> None:
-        """Close the file as it stands (without committing or completing)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the writer as it stands (without committing or completing; the journal stays)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def __enter__(self) -> "BankWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None and self._file is not None:
+            if exc_type is None and self._journal is not None:
                 self.mark_complete()
         finally:
             self.close()
+
+
+_BLOCK_ROWS = 65536  # rows gathered from the journal per write into the bank file
+
+
+def _write_bank_file(path: Path, journal: Journal, code_shape, dtype: str, attrs: dict) -> None:
+    """The committed rows of ``journal`` as a complete bank at ``path``, fsynced."""
+    total = journal.codes_done
+    with h5py.File(path, "w") as handle:
+        codes = _create_codes(handle, total, code_shape, dtype)
+        _create_provenance(handle, total=total)
+        start, block = 0, []
+
+        def flush_block():
+            nonlocal start, block
+            if not block:
+                return
+            stop = start + sum(len(part["codes"]) for part in block)
+            codes[start:stop] = np.concatenate([part["codes"] for part in block])
+            for name in _PROVENANCE:
+                values = np.array([v for part in block for v in part[name]], dtype=object) if name == "pair_id" \
+                    else np.concatenate([part[name] for part in block])
+                handle[name][start:stop] = values
+            start, block = stop, []
+
+        for part in journal.committed_rows():
+            block.append(part)
+            if sum(len(p["codes"]) for p in block) >= _BLOCK_ROWS:
+                flush_block()
+        flush_block()
+        if start != total:
+            raise ValueError(f"{journal.path} is damaged: {start} rows for {total} committed codes")
+        _set_attrs(handle, attrs)
+    fsync_file(path)
 
 
 _RUN_KEYS = ("source_dataset", "seed", "crops_per_pair", "tiling", "split", "limit", "world")
@@ -208,7 +258,17 @@ def merge_banks(shards, out, virtual: bool = False, overwrite: bool = False) -> 
         raise ValueError("merge_banks needs at least one shard")
     if any(s.resolve() == out.resolve() for s in shards):
         raise ValueError(f"output {out} is also one of the shards")
+    seen: dict[Path, Path] = {}
+    for shard in shards:
+        if shard.resolve() in seen:
+            raise ValueError(f"shard {shard} is given twice (also as {seen[shard.resolve()]}); "
+                             f"each bank may be merged once")
+        seen[shard.resolve()] = shard
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder, not a bank file; choose a file name ending in .h5")
     banks = [KernelBank(s) for s in shards]  # refuses incomplete or damaged shards
+    for bank in banks:
+        bank.check_finite()
     first = banks[0]
     for bank in banks[1:]:
         for key in _MATCH_KEYS:
@@ -220,6 +280,7 @@ def merge_banks(shards, out, virtual: bool = False, overwrite: bool = False) -> 
     error = None if overwrite else _existing_bank_error(out, resumable=False)
     if error is not None:
         raise error
+    check_not_open(out)
 
     world = first.attrs.get("world", 1)
     sharded = (len(banks) > 1 and isinstance(world, int) and world > 1
@@ -251,10 +312,10 @@ def merge_banks(shards, out, virtual: bool = False, overwrite: bool = False) -> 
         sources = list(dict.fromkeys(b.source_dataset for b in banks))
         attrs["source_dataset"] = " + ".join(sources)
     attrs["merged_from"] = json.dumps([os.path.relpath(b.path.resolve(), out.resolve().parent) for b in banks])
-    attrs["code_shape"] = np.array(first.code_shape, np.int64)
+    attrs.update(code_shape=list(first.code_shape), created=_now(), codes_done=total, finished=_now(), complete=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.merge-{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as handle:
             if virtual:
@@ -262,13 +323,10 @@ def merge_banks(shards, out, virtual: bool = False, overwrite: bool = False) -> 
             else:
                 _copy_codes(handle, banks, which, row, first.code_shape, first.dtype)
             _create_provenance(handle, merged)
-            for key, value in attrs.items():
-                handle.attrs[key] = value
-            handle.attrs["created"] = _now()
-            handle.attrs["codes_done"] = total
-            handle.attrs["finished"] = _now()
-            handle.attrs["complete"] = True
-        os.replace(tmp, out)
+            _set_attrs(handle, attrs)
+        fsync_file(tmp)
+        check_not_open(out)
+        replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -289,11 +347,9 @@ def _runs(which: np.ndarray):
 
 
 def _copy_codes(handle, banks, which, row, code_shape, dtype) -> None:
-    code_bytes = int(np.prod(code_shape)) * np.dtype(dtype).itemsize
-    rows = max(1, min(4096, _CHUNK_BYTES // max(code_bytes, 1)))
     total = len(which)
-    codes = handle.create_dataset("codes", shape=(total, *code_shape), maxshape=(None, *code_shape), dtype=dtype,
-                                  chunks=(rows, *code_shape), compression="gzip", compression_opts=4, shuffle=True)
+    codes = _create_codes(handle, total, code_shape, dtype)
+    rows = codes.chunks[0]
     block = max(rows, 65536 // max(1, rows) * rows)
     for start in range(0, total, block):
         stop = min(total, start + block)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+from .common import POSITIVE, SEED
+from ..paths import BANK_SUFFIXES, check_output
+
 
 def _cmd_extract(args) -> None:
     import os
 
     from ..learn.extract import extract_bank
 
+    check_output(args.out, "--out", BANK_SUFFIXES, inputs=[args.model])
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     summary = extract_bank(args.model, args.data, args.out, crop=args.crop, crops_per_pair=args.crops_per_pair or 1,
                            tile=args.tile, batch_size=args.batch_size, device=args.device, seed=args.seed,
@@ -31,6 +35,7 @@ def _cmd_bank_info(args) -> None:
 def _cmd_bank_merge(args) -> None:
     from ..bank import merge_banks
 
+    check_output(args.out, "--out", BANK_SUFFIXES, inputs=args.shards)
     summary = merge_banks(args.shards, args.out, virtual=args.virtual, overwrite=args.overwrite)
     how = "virtual dataset over" if summary["virtual"] else "copied from"
     order = "interleaved by pair" if summary["interleaved"] else "concatenated"
@@ -43,15 +48,16 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, help="paired dataset folder (GoPro, REDS or generic layout)")
     p.add_argument("--out", required=True, help="output bank .h5 (under torchrun: one OUT.rank{r}-of-{w}.h5 per rank)")
     p.add_argument("--split", help="only this split of a GoPro/REDS dataset (default: all)")
-    p.add_argument("--crop", type=int, default=256, help="square crop side, a multiple of the model's cell")
+    p.add_argument("--crop", type=POSITIVE, default=256, help="square crop side, a multiple of the model's cell")
     crops = p.add_mutually_exclusive_group()
-    crops.add_argument("--crops-per-pair", type=int, help="random crops per pair, seeded (default 1)")
+    crops.add_argument("--crops-per-pair", type=POSITIVE, help="random crops per pair, seeded (default 1)")
     crops.add_argument("--tile", action="store_true", help="tile each whole image into non-overlapping crops")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs per written batch and crops per forward pass")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, help="pairs per written batch and crops per forward pass "
+                   "(a resumed run must use the same)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="storage type of the codes")
-    p.add_argument("--limit", type=int, help="extract at most this many pairs (the first ones)")
+    p.add_argument("--limit", type=POSITIVE, help="extract at most this many pairs (the first ones)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bank at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -63,3 +63,58 @@ def floats(text: str, option: str, count: int | None = None) -> tuple:
     if count is not None and len(values) != count:
         raise ValueError(f"{option} needs {count} comma-separated numbers, got {text!r}")
     return values
+
+
+# -- argparse types: ranges checked at parse time, with readable messages ---------------------------
+def int_in(low: int | None = None, high: int | None = None, odd: bool = False):
+    """An argparse ``type=``: an integer in [low, high] (a bound of None is open)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {_range(low, high)}, got {value}")
+        if odd and value % 2 == 0:
+            raise argparse.ArgumentTypeError(f"must be odd, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type=``: a finite number in [low, high] (``low_open``/``high_open``: excluded)."""
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or below or above:
+            left, right = ("(" if low_open else "["), (")" if high_open else "]")
+            where = (f"in {left}{low}, {high}{right}" if low is not None and high is not None
+                     else f"{'>' if low_open else '>='} {low}" if low is not None else f"{'<' if high_open else '<='} {high}")
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _range(low, high) -> str:
+    if low is not None and high is not None:
+        return f"in [{low}, {high}]"
+    return f">= {low}" if low is not None else f"<= {high}"
+
+
+POSITIVE = int_in(1)
+NON_NEGATIVE = int_in(0)
+SEED = int_in(0, 2**63 - 1)
+UNIT = float_in(0.0, 1.0)

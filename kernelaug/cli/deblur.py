@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..models.pretrained import DEFAULT_MODEL
 
 import dataclasses
-from pathlib import Path
 
-from .common import floats, load_callable, model_and_bank
+from .common import NON_NEGATIVE, POSITIVE, SEED, float_in, floats, load_callable, model_and_bank
+from ..paths import IMAGE_SUFFIXES, MODEL_SUFFIXES, check_output
 
 
 def _cmd_deblur(args) -> None:
@@ -18,11 +18,9 @@ def _cmd_deblur(args) -> None:
     from ..models.pretrained import PRETRAINED
     from ..tools.transfer import to_tensor, to_uint8
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise ValueError(f"output folder {out.parent} does not exist")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
-        raise ValueError(f"--out must end in an image suffix (.png, .jpg, .tif, .bmp), got {out.name!r}")
+    out = check_output(args.out, "--out", IMAGE_SUFFIXES, inputs=[args.input])
+    if args.save_code:
+        check_output(args.save_code, "--save-code", MODEL_SUFFIXES, inputs=[args.input])
     blurry = to_tensor(read_image(args.input))
     model, bank = model_and_bank(args, need_bank=args.model in PRETRAINED and bool(PRETRAINED[args.model].bank_file))
     start = args.start
@@ -72,10 +70,10 @@ def add_parsers(commands) -> None:
                    "(default with a bank) or G(y, y)")
     p.add_argument("--preset", default="cpu", choices=["cpu", "gpu"],
                    help="cpu: ~10 min for 256x256 on 2 cores; gpu: the paper's DIP sizes and 5000 iterations")
-    p.add_argument("--iterations", type=int, help="main iterations (default: the preset's)")
-    p.add_argument("--warmup", type=int, help="warm-up iterations per DIP (default: the preset's)")
-    p.add_argument("--save-every", type=int, default=0, help="also write OUT_<step>.<ext> every K iterations")
-    p.add_argument("--centre-weight", type=float, help="weight of the PSF-centring term (default 1e-3; 0: the paper's "
+    p.add_argument("--iterations", type=POSITIVE, help="main iterations (default: the preset's)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, help="warm-up iterations per DIP (default: the preset's)")
+    p.add_argument("--save-every", type=NON_NEGATIVE, default=0, help="also write OUT_<step>.<ext> every K iterations")
+    p.add_argument("--centre-weight", type=float_in(0), help="weight of the PSF-centring term (default 1e-3; 0: the paper's "
                    "objective, whose result can drift by a few pixels)")
     p.add_argument("--prior", default="dip", choices=["dip", "generator"],
                    help="dip: Deep Image Prior for x (generic); generator: x = GEN(w) (domain-specific)")
@@ -86,5 +84,5 @@ def add_parsers(commands) -> None:
     p.add_argument("--features", help="module:callable returning a feature network for a perceptual loss")
     p.add_argument("--save-code", help="also write the found code grid to this .safetensors file")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=_cmd_deblur)

@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..paths import MODEL_SUFFIXES, check_output
+from .common import POSITIVE, SEED, float_in, int_in
+
 
 def _cmd_srn_train(args) -> None:
     from ..data.pairs import find_pairs
@@ -17,6 +20,7 @@ def _cmd_srn_train(args) -> None:
     from ..device import resolve_device
     from ..deblurrers.training import SRNTraining, load_pair_arrays, save_srn, train_srn
 
+    check_output(args.out, "--out", MODEL_SUFFIXES)
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     training = SRNTraining(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed)
     model, summary = train_srn(pairs, SRNConfig(widths=tuple(args.widths), blocks=args.blocks), training,
@@ -32,6 +36,8 @@ def _cmd_srn_eval(args) -> None:
     from ..device import resolve_device
     from ..deblurrers.training import evaluate_srn, load_pair_arrays, load_srn
 
+    if args.json:
+        check_output(args.json, "--json", inputs=[args.model])
     model = load_srn(args.model, device=resolve_device(args.device))
     pairs = load_pair_arrays(find_pairs(args.data, split=args.split), size=args.size, limit=args.limit)
     result = evaluate_srn(model, pairs, progress=True)
@@ -46,6 +52,10 @@ def _cmd_bench(args) -> None:
     from ..device import resolve_device
 
     net = "srn" if args.bench_command == "srn" else args.net
+    check_output(args.out, "--out", folder=True)
+    for option, folder in (("--work", args.work), ("--save-models", args.save_models)):
+        if folder:
+            check_output(folder, option, folder=True)
     result = run_augment_bench(net, args.preset, out=args.out, model=args.model, bank=args.bank, seeds=args.seeds,
                                seed=args.seed, sharp=args.sharp, reference=args.reference,
                                exclude=tuple(args.reference_exclude), reference_crop=args.reference_crop,
@@ -68,6 +78,7 @@ def _cmd_deblurrer_train(args) -> None:
 
     if (args.data is None) == (args.sharp is None):
         raise ValueError("give either --data DIR (a paired dataset) or --sharp DIR with --blur")
+    check_output(args.out, "--out", suffixes=MODEL_SUFFIXES, inputs=[args.model])
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
     network = build_deblurrer(args.net, args.preset)
@@ -114,6 +125,8 @@ def _cmd_deblurrer_eval(args) -> None:
     from ..deblurrers.training import evaluate_deblurrer
     from ..device import resolve_device
 
+    if args.json:
+        check_output(args.json, "--json", inputs=[args.model])
     model = load_deblurrer(args.model, device=resolve_device(args.device))
     pairs = reference_pairs(args.data, tuple(args.exclude))
     if args.split:
@@ -141,10 +154,10 @@ def _bench_args(p, default_net: str | None) -> None:
                    "(default: the synthetic shake family)")
     p.add_argument("--reference-exclude", action="append", default=[], metavar="GLOB",
                    help="leave out reference pairs whose id matches (e.g. pairs made from the bank's own frames)")
-    p.add_argument("--reference-crop", type=int, help="centre-crop reference pairs to this size after scaling "
+    p.add_argument("--reference-crop", type=int_in(8), help="centre-crop reference pairs to this size after scaling "
                    "(default: whole frames)")
-    p.add_argument("--seeds", type=int, default=1, help="repeat the three trainings with this many seeds")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=POSITIVE, default=1, help="repeat the three trainings with this many seeds")
+    p.add_argument("--seed", type=SEED, default=0, help="first seed")
     p.add_argument("--device", default="cpu", help="where the deblurrers train: cpu, cuda, cuda:N or auto")
     p.add_argument("--gpu-blur", action="store_true", help="apply learned blurs to whole batches on --device "
                    "(LearnedBlurBatch) instead of in the workers")
@@ -160,23 +173,24 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, help="paired dataset folder (GoPro, REDS or generic layout)")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.add_argument("--split", default="train")
-    p.add_argument("--size", type=int, default=None, help="centre-crop every pair to this size when loading")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many pairs")
-    p.add_argument("--widths", type=int, nargs=3, default=[32, 64, 128], help="channels of the three encoder stages")
-    p.add_argument("--blocks", type=int, default=3, help="residual blocks per stage")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=POSITIVE, default=None, help="centre-crop every pair to this size when loading")
+    p.add_argument("--limit", type=POSITIVE, default=None, help="use at most this many pairs")
+    p.add_argument("--widths", type=int_in(1, 1024), nargs=3, default=[32, 64, 128],
+                   help="channels of the three encoder stages")
+    p.add_argument("--blocks", type=int_in(0, 64), default=3, help="residual blocks per stage")
+    p.add_argument("--steps", type=POSITIVE, default=1000)
+    p.add_argument("--batch-size", type=POSITIVE, default=8)
+    p.add_argument("--crop", type=POSITIVE, default=128)
+    p.add_argument("--lr", type=float_in(0, low_open=True), default=1e-4)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_train)
     p = srn.add_parser("eval", help="PSNR and SSIM of SRN-Deblur's output against the sharp images")
     p.add_argument("--model", required=True, help="SRN .safetensors file")
     p.add_argument("--data", required=True, help="paired dataset folder")
     p.add_argument("--split", default="test")
-    p.add_argument("--size", type=int, default=None, help="centre-crop every pair to this size")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--size", type=POSITIVE, default=None, help="centre-crop every pair to this size")
+    p.add_argument("--limit", type=POSITIVE, default=None)
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_srn_eval)
@@ -195,12 +209,12 @@ def add_parsers(commands) -> None:
     p.add_argument("--bank", help="its kernel bank (default: the pretrained model's own)")
     p.add_argument("--motion-k", type=int, nargs=2, default=[3, 25], metavar=("MIN", "MAX"),
                    help="imgaug MotionBlur kernel sizes")
-    p.add_argument("--scale", type=float, default=1.0, help="downscale after blurring (area), e.g. 0.5")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=96)
-    p.add_argument("--lr", type=float, help="default: the network's reference learning rate")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers that blur (with --sharp)")
+    p.add_argument("--scale", type=float_in(0.0, 1.0, low_open=True), default=1.0, help="downscale after blurring (area), e.g. 0.5")
+    p.add_argument("--steps", type=POSITIVE, default=2000)
+    p.add_argument("--batch-size", type=POSITIVE, default=8)
+    p.add_argument("--crop", type=int_in(8), default=96)
+    p.add_argument("--lr", type=float_in(0.0, low_open=True), help="default: the network's reference learning rate")
+    p.add_argument("--workers", type=int_in(0, 64), default=1, help="DataLoader workers that blur (with --sharp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_deblurrer_train)
@@ -209,8 +223,8 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, help="paired dataset folder")
     p.add_argument("--split", help="only this split")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="leave out pairs whose id matches")
-    p.add_argument("--scale", type=float, default=1.0, help="downscale both images first (area)")
-    p.add_argument("--crop", type=int, help="centre-crop to this size after scaling (default: whole images)")
+    p.add_argument("--scale", type=float_in(0.0, 1.0, low_open=True), default=1.0, help="downscale both images first (area)")
+    p.add_argument("--crop", type=int_in(8), help="centre-crop to this size after scaling (default: whole images)")
     p.add_argument("--json", help="also write the result here")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_deblurrer_eval)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .common import NON_NEGATIVE, POSITIVE, SEED, float_in
+from ..paths import IMAGE_SUFFIXES, MODEL_SUFFIXES, check_output
+
 
 def _cmd_train(args) -> None:
     from ..learn.train import TrainOptions, train
 
+    check_output(args.out, "--out", MODEL_SUFFIXES, inputs=[args.init])
     options = TrainOptions(data=args.data, out=args.out, preset=args.preset, steps=args.steps,
                            batch_size=args.batch_size, crop=args.crop, lr=args.lr, psf_weight=args.psf_weight, val_every=args.val_every,
                            val_pairs=args.val_pairs, val_crop=args.val_crop, checkpoint_every=args.checkpoint_every, resume=args.resume,
@@ -41,6 +45,10 @@ def _cmd_evaluate(args) -> None:
     from ..device import resolve_device
     from ..learn.evaluate import evaluate, load_crops, reconstruction_figure
 
+    if args.json:
+        check_output(args.json, "--json")
+    if args.figure:
+        check_output(args.figure, "--figure", IMAGE_SUFFIXES)
     model = load_model(args.model, device=resolve_device(args.device))
     pairs = find_pairs(args.data, split=args.split)
     sharps, blurries = load_crops(pairs, args.crop, model.cell, args.limit)
@@ -59,21 +67,21 @@ def add_parsers(commands) -> None:
     p.add_argument("--data", required=True, help="paired dataset folder (GoPro, REDS or generic layout)")
     p.add_argument("--out", required=True, help="output .safetensors model file")
     p.add_argument("--preset", default="psf", help="architecture preset: paper, paper-vae, small, psf, tiny, psf-tiny")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--psf-weight", type=float, default=0.05,
+    p.add_argument("--steps", type=NON_NEGATIVE, default=2000)
+    p.add_argument("--batch-size", type=POSITIVE, default=8)
+    p.add_argument("--crop", type=POSITIVE, default=256)
+    p.add_argument("--lr", type=float_in(0, low_open=True), default=2e-4)
+    p.add_argument("--psf-weight", type=float_in(0), default=0.05,
                    help="psf arch: weight of the loss pulling decoded PSFs toward least-squares estimates")
-    p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--val-pairs", type=int, default=32)
-    p.add_argument("--val-crop", type=int, default=256, help="centre-crop size of held-out pairs for validation")
-    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--val-every", type=POSITIVE, default=250)
+    p.add_argument("--val-pairs", type=POSITIVE, default=32)
+    p.add_argument("--val-crop", type=POSITIVE, default=256, help="centre-crop size of held-out pairs for validation")
+    p.add_argument("--checkpoint-every", type=POSITIVE, default=250)
     p.add_argument("--resume", action="store_true", help="continue from --out and its .state.safetensors")
     p.add_argument("--init", help="start from the weights of this model (fine-tuning)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=NON_NEGATIVE, default=2)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=_cmd_train)
 
     p = commands.add_parser("info", help="print a model's config, parameter count and provenance")
@@ -84,10 +92,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--model", required=True, help="a .safetensors file or a pretrained name")
     p.add_argument("--data", required=True, help="paired dataset folder")
     p.add_argument("--split", default=None, help="split to score (e.g. test); default: every pair found")
-    p.add_argument("--crop", type=int, default=256, help="centre-crop size (rounded down to the model's cell)")
-    p.add_argument("--limit", type=int, default=None, help="score at most this many pairs")
+    p.add_argument("--crop", type=POSITIVE, default=256, help="centre-crop size (rounded down to the model's cell)")
+    p.add_argument("--limit", type=POSITIVE, default=None, help="score at most this many pairs")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="write the numbers (with per-pair PSNRs) to this file")
     p.add_argument("--figure", help="write a PNG: sharp | true blur | reconstruction, one pair per row")
-    p.add_argument("--figure-rows", type=int, default=4)
+    p.add_argument("--figure-rows", type=POSITIVE, default=4)
     p.set_defaults(func=_cmd_evaluate)

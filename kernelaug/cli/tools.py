@@ -7,7 +7,8 @@ from ..models.pretrained import DEFAULT_MODEL
 import json
 from pathlib import Path
 
-from .common import add_model_args, bank_code, model_and_bank
+from .common import POSITIVE, SEED, UNIT, add_model_args, bank_code, float_in, model_and_bank
+from ..paths import IMAGE_SUFFIXES, check_output
 
 
 def _cmd_transfer(args) -> None:
@@ -15,6 +16,9 @@ def _cmd_transfer(args) -> None:
     from ..tools.pictures import write_picture
     from ..tools.transfer import extract_pair_code, to_tensor, to_uint8, transfer_blur
 
+    check_output(args.out, "--out", IMAGE_SUFFIXES, inputs=[args.onto, args.sharp, args.blurry])
+    if args.save_code:
+        check_output(args.save_code, "--save-code", (".npy",))
     from_pair = args.sharp is not None or args.blurry is not None
     if from_pair == (args.bank is not None):
         raise ValueError("give either --sharp A --blurry B (extract the pair's code) or --bank BANK --index I")
@@ -41,6 +45,7 @@ def _cmd_transfer(args) -> None:
 def _cmd_augment(args) -> None:
     from ..tools.augment import AugmentSettings, augment_folder
 
+    check_output(args.out, "--out", folder=True)
     if len(args.strength) not in (1, 2):
         raise ValueError(f"--strength takes one value or a LO HI range, got {len(args.strength)} values")
     strength = (args.strength[0], args.strength[-1])
@@ -60,6 +65,9 @@ def _cmd_coverage(args) -> None:
     from ..tools.coverage import coverage, coverage_markdown, read_kernel
     from ..data.pairs import read_image
 
+    for option, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path:
+            check_output(path, option)
     model, _ = model_and_bank(args, need_bank=False)
     kernel_dir = Path(args.kernels)
     if not kernel_dir.is_dir():
@@ -88,9 +96,7 @@ def _cmd_make_kernels(args) -> None:
 
     from ..tools.coverage import shake_kernel, write_kernel
 
-    if args.count < 1:
-        raise ValueError(f"--count must be at least 1, got {args.count}")
-    out = Path(args.out)
+    out = check_output(args.out, "out", folder=True)
     sizes = []
     for i in range(args.count):
         rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(i,)))
@@ -109,7 +115,7 @@ def add_parsers(commands) -> None:
     p.add_argument("--index", type=int, default=0, help="code index in --bank")
     p.add_argument("--onto", required=True, help="image C to blur (any size)")
     p.add_argument("--out", required=True, help="output image D")
-    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--strength", type=UNIT, default=1.0, help="fraction of the blur applied, in [0, 1]")
     p.add_argument("--grid-mode", default="resize", choices=["resize", "tile"],
                    help="fitting the code grid to C's size")
     p.add_argument("--save-code", help="also save the code as a .npy file")
@@ -119,13 +125,13 @@ def add_parsers(commands) -> None:
     add_model_args(p)
     p.add_argument("--images", required=True, help="folder of sharp images (searched recursively)")
     p.add_argument("--out", required=True, help="output dataset folder (resumable: finished images are skipped)")
-    p.add_argument("--per-image", type=int, default=4, help="blurred versions per sharp image")
-    p.add_argument("--mix", type=float, default=0.0, help="fraction of parametric motion blurs (the paper's 'comb.')")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-image", type=POSITIVE, default=4, help="blurred versions per sharp image")
+    p.add_argument("--mix", type=UNIT, default=0.0, help="fraction of parametric motion blurs (the paper's 'comb.')")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--mode", default="bank", choices=["bank", "gaussian", "mix"], help="how codes are drawn")
-    p.add_argument("--strength", type=float, nargs="+", default=[1.0], metavar="S",
+    p.add_argument("--strength", type=UNIT, nargs="+", default=[1.0], metavar="S",
                    help="blur strength, or a LO HI range drawn uniformly")
-    p.add_argument("--motion-length", type=int, nargs=2, default=[3, 15], metavar=("MIN", "MAX"))
+    p.add_argument("--motion-length", type=POSITIVE, nargs=2, default=[3, 15], metavar=("MIN", "MAX"))
     p.add_argument("--grid-mode", default="resize", choices=["resize", "tile"])
     p.add_argument("--split", default="train", help="split folder name in the output")
     p.add_argument("--no-progress", action="store_true")
@@ -137,9 +143,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--kernels", required=True, help="folder of kernel PNGs (one kernel each)")
     p.add_argument("--images", required=True, help="folder of sharp images")
     p.add_argument("--space", default="linear", choices=["linear", "display"], help="blur in linear light or display gamma")
-    p.add_argument("--gamma", type=float, default=2.2, help="display gamma of the images (linear space)")
-    p.add_argument("--crop", type=int, default=256, help="centre-crop side (rounded down to the cell)")
-    p.add_argument("--limit", type=int, help="at most this many images")
+    p.add_argument("--gamma", type=float_in(0, 10, low_open=True), default=2.2,
+                   help="display gamma of the images (linear space), in (0, 10]")
+    p.add_argument("--crop", type=POSITIVE, default=256, help="centre-crop side (rounded down to the cell)")
+    p.add_argument("--limit", type=POSITIVE, help="at most this many images")
     p.add_argument("--json", help="write the numbers (with per-image PSNRs) here")
     p.add_argument("--markdown", help="write the table here")
     p.add_argument("--no-progress", action="store_true")
@@ -147,8 +154,8 @@ def add_parsers(commands) -> None:
 
     p = commands.add_parser("make-kernels", help="write uniform kernels of the synthetic camera-shake family as PNGs")
     p.add_argument("out")
-    p.add_argument("--count", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--extent", type=float, nargs=2, metavar=("MIN", "MAX"),
+    p.add_argument("--count", type=POSITIVE, default=8)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--extent", type=float_in(0, 1000, low_open=True), nargs=2, metavar=("MIN", "MAX"),
                    help="blur size range in px (default: as the shake family draws it)")
     p.set_defaults(func=_cmd_make_kernels)

@@ -11,10 +11,8 @@ streamed: at most the largest N frames are held in memory.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..paths import publish_folder, stage_folder
 from .pairs import IMAGE_EXTENSIONS
 
 __all__ = ["SPACES", "VIDEO_EXTENSIONS", "FramesSettings", "Window", "list_frames", "plan_windows",
@@ -224,29 +223,6 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     path.write_bytes(buffer.tobytes())
 
 
-def _prepare_output(out: Path, overwrite: bool) -> Path:
-    """A fresh staging folder beside ``out``; refuses a non-empty ``out`` unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"output folder {out} is not empty; pass overwrite (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(out.parent, os.W_OK):
-        raise ValueError(f"cannot write into {out.parent} (permission denied)")
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Replace ``out`` by the completed staging folder (the old one is removed only now)."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old{os.getpid()}")
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, out)
-
-
 def frames_to_pairs(src, out, settings: FramesSettings | None = None, sequence: str | None = None,
                     overwrite: bool = False, progress: bool = True) -> dict:
     """Write GoPro-layout pairs ``OUT/<split>/<sequence>/{blur,sharp}/<start>_n<N>.png`` from frames.
@@ -267,10 +243,10 @@ def frames_to_pairs(src, out, settings: FramesSettings | None = None, sequence: 
     if total is not None and total < settings.frames[1]:
         raise ValueError(f"{src} has {total} frames, fewer than the {settings.frames[1]} that "
                          f"frames={settings.frames} may average")
-    staging = _prepare_output(out, overwrite)
+    staging = stage_folder(out, overwrite)
     try:
         summary = _write_pairs(frames, total, src, staging, settings, sequence, kind, progress)
-        _publish(staging, out)
+        publish_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

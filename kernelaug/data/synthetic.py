@@ -39,13 +39,17 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
+
+from ..paths import publish_folder, stage_folder
 
 __all__ = [
     "FAMILIES", "GENERATOR", "TRAIN_PHOTOS", "TEST_PHOTOS",
@@ -571,14 +575,15 @@ def split_counts(pairs: int, test_fraction: float) -> dict[str, int]:
 
 def make_synthetic(out: str | os.PathLike, pairs: int, size: int = 256, seed: int = 0,
                    family: str = "shake", workers: int = 0, test_fraction: float = 0.1,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, overwrite: bool = False) -> dict:
     """Write a GoPro-layout paired dataset; return a summary dict
     (pairs written per split, families, seed, elapsed seconds, mean blurry-vs-sharp PSNR).
 
     Files are byte-identical for a given (pairs, size, seed, family,
     test_fraction), whatever `workers` (processes; 0 or 1 = this process).
     Workers are spawned, so a calling script needs the usual
-    ``if __name__ == "__main__":`` guard.
+    ``if __name__ == "__main__":`` guard. The dataset is written beside ``out`` and appears
+    only when complete; a non-empty ``out`` is refused unless ``overwrite``, which replaces it whole.
     """
     pairs = _as_int("pairs", pairs)
     size = _as_int("size", size)
@@ -600,8 +605,19 @@ def make_synthetic(out: str | os.PathLike, pairs: int, size: int = 256, seed: in
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
 
-    out = os.fspath(out)
-    os.makedirs(out, exist_ok=True)
+    final = Path(out)
+    staging = stage_folder(final, overwrite)
+    try:
+        summary = _write_dataset(os.fspath(staging), pairs, size, seed, family, workers, test_fraction, progress)
+        publish_folder(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    summary["out"] = os.fspath(out)
+    return summary
+
+
+def _write_dataset(out: str, pairs, size, seed, family, workers, test_fraction, progress) -> dict:
     counts = split_counts(pairs, test_fraction)
     _write_atomic(os.path.join(out, "recipe.json"),
                   json.dumps(_recipe(pairs, size, seed, family, test_fraction, counts), indent=2).encode())

@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 SRN_FORMAT = "kernelaug-srn"
+MAX_WIDTH, MAX_BLOCKS, MAX_SCALES = 1024, 64, 8  # bounds of a config read from a file
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,35 @@ class SRNConfig:
     lstm: bool = True
 
     def __post_init__(self):
-        widths = tuple(int(w) for w in self.widths)
-        if len(widths) != 3 or min(widths) < 1:
-            raise ValueError(f"widths must be three positive channel counts, got {self.widths!r}")
-        object.__setattr__(self, "widths", widths)
-        if int(self.blocks) < 0 or int(self.scales) < 1:
-            raise ValueError(f"blocks must be >= 0 and scales >= 1, got {self.blocks}, {self.scales}")
-        if not 0.0 < float(self.ratio) < 1.0:
-            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
+        def whole(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if (not isinstance(self.widths, (list, tuple)) or len(self.widths) != 3
+                or not all(whole(w) and 1 <= w <= MAX_WIDTH for w in self.widths)):
+            raise ValueError(f"SRN config field widths must be three channel counts in [1, {MAX_WIDTH}], "
+                             f"got {self.widths!r}")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if not whole(self.blocks) or not 0 <= self.blocks <= MAX_BLOCKS:
+            raise ValueError(f"SRN config field blocks must be an integer in [0, {MAX_BLOCKS}], got {self.blocks!r}")
+        if not whole(self.scales) or not 1 <= self.scales <= MAX_SCALES:
+            raise ValueError(f"SRN config field scales must be an integer in [1, {MAX_SCALES}], got {self.scales!r}")
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0.0 < self.ratio < 1.0:
+            raise ValueError(f"SRN config field ratio must be a number in (0, 1), got {self.ratio!r}")
+        if not isinstance(self.lstm, bool):
+            raise ValueError(f"SRN config field lstm must be true or false, got {self.lstm!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SRNConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"SRN config must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown SRN config fields {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**{k: tuple(v) if k == "widths" else v for k, v in data.items()})
+        return cls(**{k: tuple(v) if k == "widths" and isinstance(v, list) else v for k, v in data.items()})
 
 
 class ResBlock(nn.Module):

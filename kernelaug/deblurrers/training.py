@@ -229,7 +229,10 @@ def save_srn(model: SRNDeblur, path: str | os.PathLike, provenance: dict | None 
 
 
 def load_srn(path: str | os.PathLike, device: str | torch.device = "cpu") -> SRNDeblur:
-    """Read an SRN-Deblur written by :func:`save_srn`; clear errors for other files."""
+    """Read an SRN-Deblur written by :func:`save_srn`; clear errors for other files. The config and
+    the tensor names and shapes in the header are checked before any weight is allocated."""
+    from ..models.checkpoint import _json_field
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SRN model file {path} does not exist")
@@ -239,16 +242,27 @@ def load_srn(path: str | os.PathLike, device: str | torch.device = "cpu") -> SRN
             if metadata.get("format") != SRN_FORMAT:
                 raise ValueError(f"{path} is not an SRN-Deblur model (metadata format {metadata.get('format')!r}, "
                                  f"expected {SRN_FORMAT!r})")
-            config = SRNConfig.from_dict(json.loads(metadata["config"]))
-            state = {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as error:
+            try:
+                config = SRNConfig.from_dict(_json_field(path, metadata, "config"))
+            except TypeError as error:
+                raise ValueError(f"{path}: {error}") from None
+            provenance = _json_field(path, metadata, "provenance", "{}")
+            with torch.device("meta"):
+                model = SRNDeblur(config)
+            expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+            if set(handle.keys()) != set(expected):
+                raise ValueError(f"{path} does not match its own config: tensors "
+                                 f"{sorted(set(handle.keys()) ^ set(expected))[:5]} differ")
+            for name, shape in expected.items():
+                if tuple(handle.get_slice(name).get_shape()) != shape:
+                    raise ValueError(f"{path}: tensor {name} has shape {tuple(handle.get_slice(name).get_shape())}, "
+                                     f"the config implies {shape}")
+            state = {name: handle.get_tensor(name) for name in expected}
+    except (SafetensorError, OSError) as error:
         raise ValueError(f"{path} is not a readable SRN-Deblur safetensors file: {error}") from None
-    model = SRNDeblur(config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not match its own config: {error}") from None
-    model.provenance = json.loads(metadata.get("provenance", "{}"))
+    model = model.to_empty(device="cpu")  # every weight is overwritten
+    model.load_state_dict(state)
+    model.provenance = provenance
     return model.to(device).eval()
 
 

@@ -39,6 +39,8 @@ def reconstruct(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor) -> 
 
 def evaluate(model: BlurModel, sharps, blurries, device=None, per_pair: bool = False) -> dict:
     """Mean reconstruction PSNR of F(x, G(x, y)) vs y, and blurry-vs-sharp PSNR, over the pairs."""
+    if len(sharps) == 0:
+        raise ValueError("no pairs to evaluate (empty split, or --limit 0?)")
     was_training = model.training
     model.eval()
     recon = [psnr(reconstruct(model, s, b)[None], b[None]).item() for s, b in zip(sharps, blurries)]

@@ -3,10 +3,13 @@
 Pairs (``find_pairs`` order, at most ``limit``) are read in batches of ``batch_size`` pairs, cut into
 square crops (seeded random positions, or a tiling of the whole image), encoded by G, rounded to the
 bank's dtype, and scored by the reconstruction PSNR of F(x, stored code) against y. Each batch is
-appended and committed, so memory stays flat and an interrupted run resumes where it stopped.
+appended to the bank's journal ``OUT.partial`` and committed (see :mod:`kernelaug.bank.journal`), so
+memory stays flat, a kill at any moment loses at most the batch in flight, and ``OUT`` appears (or
+is replaced) only when the bank is complete.
 
 Determinism: the crop positions of pair ``i`` come from ``np.random.SeedSequence([seed, i])``, so a
-resumed run (same batch size) writes the same bank as an uninterrupted one. Under ``torchrun``
+resumed run writes the same bank as an uninterrupted one; it must use the same batch size (G's
+arithmetic may depend on the batch composition), which resuming checks. Under ``torchrun``
 (``RANK``/``WORLD_SIZE``) rank ``r`` takes pairs ``r::world`` into ``OUT.rank{r}-of-{world}.h5``;
 :func:`kernelaug.bank.merge_banks` joins the shards.
 """
@@ -23,8 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..bank import FORMAT, BankWriter
-from ..bank.format import _check_dtype, _plain
+from ..bank import BankWriter
+from ..bank.format import _check_dtype, _is_complete_bank, _plain
+from ..bank.journal import partial_path
 from ..models.checkpoint import load_model
 from ..data.pairs import find_pairs, read_pair
 from ..device import resolve_device
@@ -120,9 +124,10 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     that many pairs (the first ones). ``crop``: square crop side, a multiple of the model's cell;
     ``crops_per_pair`` random crops per pair, or ``tile=True`` to tile each whole image.
     ``batch_size``: pairs per committed batch, and crops per forward pass. ``dtype``: float16 or
-    float32 storage. ``resume``: continue an interrupted bank at ``out`` (same model, seed, crop,
-    dtype, tiling and dataset, else ValueError); an existing bank is otherwise refused unless
-    ``overwrite``. ``rank``/``world``: this process's shard (see :func:`shard_path`).
+    float32 storage. ``resume``: continue the interrupted extraction into ``out`` (same model, seed,
+    crop, dtype, tiling, batch size and dataset -- by any path to it -- else ValueError); an
+    existing bank is otherwise refused unless ``overwrite``, and one that another process holds
+    open always. ``rank``/``world``: this process's shard (see :func:`shard_path`).
     """
     crop = _positive_int("crop", crop)
     crops_per_pair = _positive_int("crops_per_pair", crops_per_pair)
@@ -140,19 +145,22 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     if crop % model.cell:
         raise ValueError(f"crop {crop} must be a multiple of the model's cell ({model.cell} px)")
 
+    path = shard_path(out, rank, world)
+    source_file = getattr(model, "source", None)
+    if source_file and path.exists() and os.path.exists(source_file) and os.path.samefile(source_file, path):
+        raise ValueError(f"output {path} is the model file itself; choose another output path")
     pairs = find_pairs(data, split=split)
     if limit is not None:
         pairs = pairs[:limit]
     mine = list(range(rank, len(pairs), world))
-    path = shard_path(out, rank, world)
     tiling = "tile" if tile else "random"
     fixed = {"seed": int(seed), "crops_per_pair": crops_per_pair, "tiling": tiling, "split": split or "",
-             "rank": int(rank), "world": world}
+             "rank": int(rank), "world": world, "batch_size": batch_size}
     source = os.path.normpath(str(data))
     device = resolve_device(device, world)
 
     resumed_from = 0
-    if resume and path.exists() and _is_complete_bank(path):
+    if resume and not partial_path(path).exists() and path.exists() and _is_complete_bank(path):
         _check_complete(path, model, crop, source, dtype, {**fixed, "limit": -1 if limit is None else limit})
         return _summary(path, model, 0, 0, 0.0, rank, world, resumed_from=len(mine), complete=True)
     writer = BankWriter(path, model, crop, source, dtype=dtype, overwrite=overwrite, resume=resume, attrs=fixed)
@@ -170,8 +178,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
         bar = tqdm(total=len(mine), initial=resumed_from, disable=not progress, desc=f"extract{suffix}",
                    unit="pair", dynamic_ncols=True)
         done = resumed_from
-        writer.commit(pairs_done=done, pairs_total=len(mine), limit=-1 if limit is None else limit,
-                      batch_size=batch_size)
+        writer.commit(pairs_done=done, pairs_total=len(mine), limit=-1 if limit is None else limit)
         with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next batch while G and F run
             pending = pool.submit(_read_batch, pairs, batches[0], crop, seed, crops_per_pair, tile) if batches else None
             for k, batch in enumerate(batches):
@@ -195,14 +202,6 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     return _summary(path, model, written, len(mine) - resumed_from, elapsed, rank, world, resumed_from, True)
 
 
-def _is_complete_bank(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") == FORMAT and bool(handle.attrs.get("complete", False))
-    except OSError:
-        return False
-
-
 def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
     """A complete bank asked to resume: fine when it was made with the same settings."""
     from ..bank import KernelBank
@@ -213,22 +212,26 @@ def _check_complete(path: Path, model, crop, source, dtype, fixed) -> None:
         attrs = bank.attrs
         expected = {**fixed, "crop_size": crop, "source_dataset": source, "dtype": dtype}
         for key, value in expected.items():
+            if key == "source_dataset" and _same_folder(attrs.get(key), value):
+                continue
             if attrs.get(key) != value:
                 raise ValueError(f"cannot resume {path}: it was written with {key} = {attrs.get(key)!r}, "
                                  f"this run has {value!r}")
+
+
+def _same_folder(a, b) -> bool:
+    return isinstance(a, str) and os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
 def _check_resumed(writer: BankWriter, pairs, mine, pairs_done: int) -> None:
     """The committed codes must come from the same pairs as this run would have used."""
     if pairs_done == 0:
         return
-    handle = writer._handle()
     if pairs_done > len(mine):
         raise ValueError(f"cannot resume {writer.path}: it holds {pairs_done} pairs but this run has only "
                          f"{len(mine)} (different dataset, split or limit?)")
-    count = len(writer)
-    last_index = int(handle["pair_index"][count - 1]) if count else -1
-    last_id = _plain(handle["pair_id"][count - 1]) if count else None
+    last = writer.last_row or {"pair_index": -1, "pair_id": None}
+    last_index, last_id = last["pair_index"], last["pair_id"]
     expected = mine[pairs_done - 1]
     if last_index != expected or last_id != pairs[expected].pair_id:
         raise ValueError(f"cannot resume {writer.path}: the dataset changed since the interrupted run (its last "

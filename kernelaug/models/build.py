@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import BlurModel
-from .config import ModelConfig, get_preset
+from .config import ModelConfig, check_config, get_preset
 from .paper import PaperBlurModel
 from .psf import PsfBlurModel
 
@@ -14,4 +14,4 @@ def build_model(config: ModelConfig | str) -> BlurModel:
     """Build an untrained model from a config or a preset name (see ``PRESETS``)."""
     if isinstance(config, str):
         config = get_preset(config)
-    return _ARCHITECTURES[config.arch](config)
+    return _ARCHITECTURES[config.arch](check_config(config))

@@ -54,8 +54,45 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     return path
 
 
+_MAX_DEPTH = 64          # nesting levels allowed in provenance JSON (deeper: a crafted file)
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+
+
+def _depth(value) -> int:
+    """Nesting depth of a JSON value, iteratively (a deep value must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > _MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _json_field(path: Path, metadata: dict, name: str, default: str | None = None):
+    text = metadata.get(name, default)
+    if text is None:
+        raise ValueError(f"{path} has damaged model metadata: field {name!r} is missing")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path} has damaged model metadata: field {name!r} is nested too deeply") from None
+    except ValueError as error:
+        raise ValueError(f"{path} has damaged model metadata: field {name!r} is not JSON: {error}") from None
+    if _depth(value) > _MAX_DEPTH:
+        raise ValueError(f"{path} has damaged model metadata: field {name!r} is nested more than {_MAX_DEPTH} "
+                         f"levels deep")
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} has damaged model metadata: field {name!r} must be a JSON object, got "
+                         f"{type(value).__name__}")
+    return value
+
+
 def read_metadata(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(config dict, provenance dict) of a model file, without loading the weights."""
+    """(config dict, provenance dict) of a model file, without loading the weights; ValueError
+    naming the file and the field for anything malformed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
@@ -67,22 +104,23 @@ def read_metadata(path: str | os.PathLike) -> tuple[dict, dict]:
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is a safetensors file but not a kernelaug model (metadata format "
                          f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    version = int(metadata.get("format_version", "0"))
-    if version > FORMAT_VERSION:
+    version = metadata.get("format_version", "0")
+    if not version.isdigit():
+        raise ValueError(f"{path} has damaged model metadata: field 'format_version' must be an integer, "
+                         f"got {version!r}")
+    if int(version) > FORMAT_VERSION:
         raise ValueError(f"{path} has model format version {version}; this kernelaug reads up to "
                          f"{FORMAT_VERSION}: upgrade kernelaug")
-    try:
-        config = json.loads(metadata["config"])
-        provenance = json.loads(metadata.get("provenance", "{}"))
-    except (KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} has damaged model metadata: {error}") from None
-    return config, provenance
+    return _json_field(path, metadata, "config"), _json_field(path, metadata, "provenance", "{}")
 
 
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> BlurModel:
     """Rebuild a model from a ``.safetensors`` file or a pretrained name (e.g. ``"synth-small"``).
 
-    The returned model is in eval mode and carries ``.provenance``, ``.source`` and ``.sha256``.
+    The config (types, sizes), the tensor names, shapes and dtypes in the file's header are checked
+    before any weight is read or allocated (the architecture is laid out on the meta device);
+    any mismatch is a ValueError naming the file. The returned model is in eval mode and carries
+    ``.provenance``, ``.source`` and ``.sha256``.
     """
     path = Path(path_or_name)
     if not path.is_file() and not str(path_or_name).endswith(".safetensors"):
@@ -92,9 +130,9 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         config = config_from_dict(config_dict)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
-    with torch.random.fork_rng(devices=[]):  # random initial weights are overwritten: leave global RNG alone
+    with torch.device("meta"):
         model = build_model(config)
-    expected = model.state_dict()
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = set(handle.keys())
@@ -102,15 +140,17 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
             if missing or unexpected:
                 raise ValueError(f"{path} does not match its own config: missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]}")
-            state = {}
-            for name in expected:
-                tensor = handle.get_tensor(name)
-                if tensor.shape != expected[name].shape:
-                    raise ValueError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, the config "
-                                     f"implies {tuple(expected[name].shape)}")
-                state[name] = tensor
+            for name, shape in expected.items():
+                header = handle.get_slice(name)
+                if tuple(header.get_shape()) != shape:
+                    raise ValueError(f"{path}: tensor {name} has shape {tuple(header.get_shape())}, the config "
+                                     f"implies {shape}")
+                if header.get_dtype() not in _FLOAT_DTYPES:
+                    raise ValueError(f"{path}: tensor {name} has dtype {header.get_dtype()}, expected a float type")
+            state = {name: handle.get_tensor(name) for name in expected}
     except SafetensorError as error:
         raise ValueError(f"{path} is damaged (truncated?): {error}") from None
+    model = model.to_empty(device="cpu")  # no random initialisation: every weight is overwritten
     model.load_state_dict(state)
     model.provenance = provenance
     model.source = str(path)

@@ -69,17 +69,48 @@ def config_to_dict(config: ModelConfig) -> dict:
     return dataclasses.asdict(config)
 
 
+# Sane bounds of every size field (the paper's configuration is well inside): a file claiming more is
+# refused before anything is built, so a crafted config cannot exhaust memory or time.
+_BOUNDS = {"nf": (1, 1024), "front_blocks": (0, 256), "back_blocks": (0, 256), "extractor_blocks": (0, 64),
+           "kernel_dim": (1, 4096), "cell": (8, 1024), "psf_size": (1, 127), "decoder_width": (1, 4096),
+           "residual_width": (1, 1024)}
+
+
+def check_config(config: ModelConfig) -> ModelConfig:
+    """ValueError naming the field when a config's types or sizes are out of range; returns it."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "arch":
+            continue
+        if field.name == "use_vae":
+            if not isinstance(value, bool):
+                raise ValueError(f"model config field use_vae must be true or false, got {value!r}")
+            continue
+        low, high = _BOUNDS[field.name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"model config field {field.name} must be an integer in [{low}, {high}], got {value!r}")
+    if isinstance(config, PsfConfig):
+        if config.psf_size % 2 == 0:
+            raise ValueError(f"model config field psf_size must be odd, got {config.psf_size}")
+        if config.cell & (config.cell - 1):
+            raise ValueError(f"model config field cell must be a power of two, got {config.cell}")
+    return config
+
+
 def config_from_dict(data: dict) -> ModelConfig:
-    """Rebuild a config from :func:`config_to_dict` output; unknown arch or fields are errors."""
+    """Rebuild a config from :func:`config_to_dict` output; unknown arch or fields, wrong types and
+    sizes out of range (see :func:`check_config`) are ValueErrors naming the field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"model config must be a JSON object, got {type(data).__name__} {data!r:.60}")
     arch = data.get("arch")
-    if arch not in _CONFIG_CLASSES:
+    if not isinstance(arch, str) or arch not in _CONFIG_CLASSES:
         raise ValueError(f"unknown model arch {arch!r}; expected one of {sorted(_CONFIG_CLASSES)}")
     cls = _CONFIG_CLASSES[arch]
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
         raise ValueError(f"unknown fields {unknown} in a {arch!r} model config")
-    return cls(**data)
+    return check_config(cls(**data))
 
 
 def get_preset(name: str) -> ModelConfig:

@@ -11,7 +11,8 @@ Determinism and resuming: the randomness of output (i, k) comes only from
 image per forward pass), so a run that was interrupted and resumed writes the same files as one
 that was not.
 PNGs are written atomically (temporary file, then rename): a file that exists is complete, and
-images whose outputs all exist are skipped. ``OUT/augment.json`` records the settings (a resumed
+images whose outputs all exist are skipped; temporary files left by a killed run are removed by
+the next one. ``OUT/augment.json`` records the settings (a resumed
 run must use the same ones); ``OUT/manifest.jsonl`` is rewritten at the end of each run with one
 line per output: source image, blur kind, strength and either the bank code (index, source pair)
 or the motion length and angle.
@@ -43,7 +44,7 @@ __all__ = ["IMAGE_SUFFIXES", "AugmentSettings", "BlurDraw", "list_images", "sequ
            "draw_blur", "blur_versions", "augment_folder", "write_png"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-GENERATOR = "kernelaug augment v1"
+GENERATOR = "kernelaug augment v2"  # v2: output names unique for distinct images
 
 
 @dataclass(frozen=True)
@@ -125,16 +126,29 @@ def list_images(folder) -> list[Path]:
     return files
 
 
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def sequence_names(relative: list[str]) -> list[str]:
-    """One unique folder name per image: its relative path without suffix, '/' -> '__', other
-    unsafe characters -> '_'; clashes (``a.png`` and ``a.jpg``) get the suffix appended."""
-    names = [re.sub(r"[^A-Za-z0-9._-]", "_", str(Path(r).with_suffix("")).replace(os.sep, "/").replace("/", "__"))
-             for r in relative]
-    seen: dict[str, int] = {}
+    """One output folder name per image, unique for distinct relative paths and the same in every
+    run over the same listing: the relative path without suffix, '/' -> '__', other characters
+    than ``A-Za-z0-9._-`` -> '_'. Where that loses information (an unsafe character, a '__' or a
+    suffix dropped, so two images could meet), ``-`` and 10 hex digits of the path's SHA-256 are
+    appended: ``a b.png`` -> ``a_b-<hash>``, ``a_b.png`` -> ``a_b``."""
+    stems = [str(Path(r).with_suffix("")).replace(os.sep, "/") for r in relative]
+    names = [_SAFE.sub("_", stem.replace("/", "__")) for stem in stems]
+    count: dict[str, int] = {}
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-    return [f"{name}_{Path(r).suffix.lstrip('.').lower()}" if seen[name] > 1 else name
-            for name, r in zip(names, relative)]
+        count[name] = count.get(name, 0) + 1
+    digest = [hashlib.sha256(r.encode("utf-8")).hexdigest() for r in relative]
+    lossless = [not _SAFE.search(stem.replace("/", "")) and "__" not in stem and count[name] == 1
+                for stem, name in zip(stems, names)]
+    out = [name if keep else f"{name}-{h[:10]}" for name, keep, h in zip(names, lossless, digest)]
+    if len(set(out)) < len(out):  # only for names built to collide with a hash: use the whole hash
+        out = [name if keep else f"{name}-{h}" for name, keep, h in zip(names, lossless, digest)]
+    if len(set(out)) < len(out):
+        raise ValueError("cannot give these images distinct output names; rename the clashing files")
+    return out
 
 
 def output_rng(seed: int, image_index: int, k: int) -> np.random.Generator:
@@ -213,6 +227,30 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # what write_png and _write_text_atomic leave when killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(out: Path) -> int:
+    """Delete temporary files of earlier runs that were killed (those of live processes stay)."""
+    removed = 0
+    for path in out.rglob(".*.tmp"):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and (int(match.group(1)) == os.getpid() or not _alive(int(match.group(1)))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (image * 255 + 0.5).clip(0, 255).astype(np.uint8)
 
@@ -258,6 +296,7 @@ def augment_folder(model: BlurModel, bank: KernelBank, images, out, settings: Au
     recipe = _recipe(settings, bank, relative)
     _check_recipe(out, recipe)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     _write_text_atomic(out / "augment.json", json.dumps(recipe, indent=2) + "\n")
 
     pair_ids = bank.column("pair_id")

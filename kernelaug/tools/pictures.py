@@ -83,6 +83,9 @@ def code_psfs(model: BlurModel, code, size: int = 31) -> np.ndarray:
     return point_light_psfs(model, code, size)
 
 
+MAX_PICTURE_SIDE = 16384  # px: larger pictures are refused before anything is allocated
+
+
 def _colormap(values: np.ndarray) -> np.ndarray:
     """[0, 1] float array -> uint8 RGB with OpenCV's inferno map."""
     grey = (values.clip(0, 1) * 255 + 0.5).astype(np.uint8)
@@ -95,8 +98,14 @@ def psf_mosaic(psfs: np.ndarray, scale: int = 4, gamma: float = 0.5, gap: int = 
     psfs = np.asarray(psfs, np.float32)
     if psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2] or 0 in psfs.shape:
         raise ValueError(f"expected PSFs of shape (rows, cols, K, K), got {psfs.shape}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ValueError(f"scale must be a positive integer (pixels per PSF tap), got {scale!r}")
     rows, cols, size = psfs.shape[0], psfs.shape[1], psfs.shape[-1]
-    tile = size * scale
+    tile = size * int(scale)
+    side = max(rows, cols) * (tile + gap) + gap
+    if side > MAX_PICTURE_SIDE:
+        raise ValueError(f"a PSF mosaic of {rows}x{cols} PSFs of {size} px at scale {scale} would be {side} px "
+                         f"wide, more than {MAX_PICTURE_SIDE}; lower the scale")
     canvas = np.full((rows * (tile + gap) + gap, cols * (tile + gap) + gap, 3), 255, np.uint8)
     for r in range(rows):
         for c in range(cols):
