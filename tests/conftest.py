@@ -43,6 +43,18 @@ def write_pairs(root: Path, count: int, size: int = 128, seed: int = 0, split: s
     return root
 
 
+def tiny_model(seed: int = 0):
+    """A psf-tiny model with weights moved off their initialisation (codes and blurs are then non-trivial)."""
+    import kernelaug as ka
+
+    torch.manual_seed(seed)
+    model = ka.build_model("psf-tiny")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

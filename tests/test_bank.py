@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import kernelaug as ka
+from conftest import tiny_model
 import kernelaug.data.pairs  # noqa: F401  (ka.data.pairs below)
 from kernelaug.bank import reader as bank_module
 from kernelaug.bank import SAMPLE_MODES, BankWriter, KernelBank, merge_banks
@@ -26,15 +27,6 @@ from kernelaug.models import PsfConfig
 # One setting for every extraction below: 6 pairs, two 64 px crops each, batches of 2 pairs.
 SETTINGS = dict(crop=64, crops_per_pair=2, batch_size=2, limit=6, split="train", seed=3, progress=False)
 COLUMNS = ("pair_id", "crop_box", "psnr", "pair_index")
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    model = ka.build_model("psf-tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
 
 
 def random_codes(n: int, seed: int = 0, shape=(8, 2, 2)) -> np.ndarray:

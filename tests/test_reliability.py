@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import kernelaug as ka
+from conftest import tiny_model
 from kernelaug.bank import BankWriter, KernelBank
 from kernelaug.bank.journal import partial_path
 from kernelaug.cli import main as cli
@@ -28,15 +29,6 @@ HERE = Path(__file__).parent
 SETTINGS = dict(crop=64, crops_per_pair=2, batch_size=2, limit=4, split="train", seed=3, progress=False)
 COLUMNS = ("pair_id", "crop_box", "psnr", "pair_index")
 VOLATILE = {"created", "finished"}  # timestamps: the only attributes a resumed bank may differ in
-
-
-def tiny_model(seed: int = 0):
-    torch.manual_seed(seed)
-    model = ka.build_model("psf-tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

@@ -52,21 +52,18 @@ def temporary_path(path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
-def fsync_dir(folder) -> None:
-    """Make a rename or a new file in ``folder`` durable."""
-    fd = os.open(os.fspath(folder), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_file(path) -> None:
+    """Make a file's content durable (a folder's: a rename or a new file in it)."""
     fd = os.open(os.fspath(path), os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
+    fsync_file(folder)
 
 
 def _locked_elsewhere(path: Path) -> bool:

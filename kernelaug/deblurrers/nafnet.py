@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ..models.checkpoint import write_safetensors
+from ..models.checkpoint import checked_state, write_safetensors
 
 NAFNET_FORMAT = "kernelaug-nafnet"
 NAFNET_FORMAT_VERSION = 1
@@ -44,7 +44,6 @@ MAX_LEVELS = 6
 MAX_BLOCKS = 200
 MAX_PARAMETERS = 2**28  # 1 GiB of float32 weights; the GoPro model has 17.1 M
 
-_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -340,20 +339,7 @@ def load_nafnet(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
             config, provenance = _read_metadata(path, handle.metadata() or {})
             with torch.device("meta"):
                 model = NAFNet(config)
-            expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-            names = set(handle.keys())
-            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
-            if missing or unexpected:
-                raise ValueError(f"{path} does not match its own config: missing tensors {missing[:5]}, "
-                                 f"unexpected tensors {unexpected[:5]}")
-            for name, shape in expected.items():
-                header = handle.get_slice(name)
-                if tuple(header.get_shape()) != shape:
-                    raise ValueError(f"{path}: tensor {name!r} has shape {tuple(header.get_shape())}, "
-                                     f"the config implies {shape}")
-                if header.get_dtype() not in _FLOAT_DTYPES:
-                    raise ValueError(f"{path}: tensor {name!r} has dtype {header.get_dtype()}, expected a float type")
-            state = {name: handle.get_tensor(name) for name in expected}
+            state = checked_state(handle, path, model)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path} is not a readable NAFNet safetensors file (truncated?): {error}") from None
     model = model.to_empty(device="cpu")  # no random initialisation: every weight is overwritten

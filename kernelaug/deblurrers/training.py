@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
-from ..models.checkpoint import write_safetensors
+from ..models.checkpoint import checked_state, write_safetensors
 from ..metrics import psnr
 from ..metrics import ssim as metric_ssim
 from .srn import SRN_FORMAT, SRNConfig, SRNDeblur, multiscale_loss
@@ -249,15 +249,7 @@ def load_srn(path: str | os.PathLike, device: str | torch.device = "cpu") -> SRN
             provenance = _json_field(path, metadata, "provenance", "{}")
             with torch.device("meta"):
                 model = SRNDeblur(config)
-            expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-            if set(handle.keys()) != set(expected):
-                raise ValueError(f"{path} does not match its own config: tensors "
-                                 f"{sorted(set(handle.keys()) ^ set(expected))[:5]} differ")
-            for name, shape in expected.items():
-                if tuple(handle.get_slice(name).get_shape()) != shape:
-                    raise ValueError(f"{path}: tensor {name} has shape {tuple(handle.get_slice(name).get_shape())}, "
-                                     f"the config implies {shape}")
-            state = {name: handle.get_tensor(name) for name in expected}
+            state = checked_state(handle, path, model)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path} is not a readable SRN-Deblur safetensors file: {error}") from None
     model = model.to_empty(device="cpu")  # every weight is overwritten

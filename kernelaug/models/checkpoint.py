@@ -114,6 +114,25 @@ def read_metadata(path: str | os.PathLike) -> tuple[dict, dict]:
     return _json_field(path, metadata, "config"), _json_field(path, metadata, "provenance", "{}")
 
 
+def checked_state(handle, path, meta_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of an open safetensors ``handle``, once every name, shape and dtype in its header
+    matches ``meta_model`` (built on the meta device, so nothing was allocated): a crafted or
+    mismatched file is a ValueError naming ``path`` and the tensor before any weight is read."""
+    expected = {name: tuple(t.shape) for name, t in meta_model.state_dict().items()}
+    names = set(handle.keys())
+    missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match its own config: missing tensors {missing[:5]}, "
+                         f"unexpected tensors {unexpected[:5]}")
+    for name, shape in expected.items():
+        header = handle.get_slice(name)
+        if tuple(header.get_shape()) != shape:
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(header.get_shape())}, the config implies {shape}")
+        if header.get_dtype() not in _FLOAT_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {header.get_dtype()}, expected a float type")
+    return {name: handle.get_tensor(name) for name in expected}
+
+
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> BlurModel:
     """Rebuild a model from a ``.safetensors`` file or a pretrained name (e.g. ``"synth-small"``).
 
@@ -132,22 +151,9 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         raise ValueError(f"{path}: {error}") from None
     with torch.device("meta"):
         model = build_model(config)
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as handle:
-            names = set(handle.keys())
-            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
-            if missing or unexpected:
-                raise ValueError(f"{path} does not match its own config: missing {missing[:5]}, "
-                                 f"unexpected {unexpected[:5]}")
-            for name, shape in expected.items():
-                header = handle.get_slice(name)
-                if tuple(header.get_shape()) != shape:
-                    raise ValueError(f"{path}: tensor {name} has shape {tuple(header.get_shape())}, the config "
-                                     f"implies {shape}")
-                if header.get_dtype() not in _FLOAT_DTYPES:
-                    raise ValueError(f"{path}: tensor {name} has dtype {header.get_dtype()}, expected a float type")
-            state = {name: handle.get_tensor(name) for name in expected}
+            state = checked_state(handle, path, model)
     except SafetensorError as error:
         raise ValueError(f"{path} is damaged (truncated?): {error}") from None
     model = model.to_empty(device="cpu")  # no random initialisation: every weight is overwritten
