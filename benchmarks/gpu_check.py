@@ -25,9 +25,8 @@ import torch
 
 import kernelaug as ka
 from kernelaug.deblurrers.benchmark import run_augment_bench, run_blur, synthetic_sharp
-from kernelaug.deblurrers.blurred_crops import BlurredCrops, make_loader
 from kernelaug.deblurrers.nets import build_deblurrer
-from kernelaug.deblurrers.training import train_deblurrer
+from kernelaug.deblurrers.training import train_with_fresh_blur
 from kernelaug.runinfo import machine_info
 
 
@@ -66,12 +65,10 @@ def training_speed(model, bank, device, steps, batch, crop, workers) -> list[dic
     for gpu_blur in (False, True):
         torch.manual_seed(0)
         network = build_deblurrer("nafnet", "cpu")
-        dataset = BlurredCrops(images, run_blur("learned", model, bank, (3, 25), seed=0), crop, steps * batch, 0.5,
-                               seed=0, defer_learned=gpu_blur)
-        loader = make_loader(dataset, batch, workers, 0)
         batch_blur = ka.LearnedBlurBatch(model, bank, seed=0, device=device) if gpu_blur else None
-        _, summary = train_deblurrer(network, loader, steps, device=device, scale=0.5, crop=crop,
-                                     batch_blur=batch_blur, progress=False)
+        _, summary = train_with_fresh_blur(network, images, run_blur("learned", model, bank, (3, 25), seed=0), steps,
+                                           batch, crop, 0.5, workers=workers, device=device, batch_blur=batch_blur,
+                                           progress=False)
         rows.append({"blur": "on the device (--gpu-blur)" if gpu_blur else f"in {workers} CPU worker(s)",
                      "steps": steps, "batch": batch, "crop": crop, "steps_per_s": summary["steps_per_s"]})
         print(json.dumps(rows[-1]), flush=True)

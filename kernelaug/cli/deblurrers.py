@@ -70,10 +70,8 @@ def _cmd_bench(args) -> None:
 
 
 def _cmd_deblurrer_train(args) -> None:
-    from ..deblurrers.benchmark import run_blur, sharp_photos
-    from ..deblurrers.blurred_crops import BlurredCrops, make_loader
     from ..deblurrers.nets import build_deblurrer, save_deblurrer
-    from ..deblurrers.training import train_deblurrer
+    from ..deblurrers.training import pair_batches, train_deblurrer, train_with_fresh_blur
     from ..device import resolve_device
 
     if (args.data is None) == (args.sharp is None):
@@ -83,20 +81,21 @@ def _cmd_deblurrer_train(args) -> None:
     torch.manual_seed(args.seed)
     network = build_deblurrer(args.net, args.preset)
     if args.data is not None:
-        batches, scale, source = _paired_batches(args), 1.0, f"pairs of {args.data}"
+        batches = pair_batches(_scaled_pairs(args), args.batch_size, args.crop, args.steps, args.seed)
+        network, summary = train_deblurrer(network, batches, args.steps, lr=args.lr, device=device, crop=args.crop)
+        source = f"pairs of {args.data}"
     else:
         from ..bank import resolve_bank
+        from ..deblurrers.benchmark import run_blur, sharp_photos
         from ..models import resolve_model
 
         model = resolve_model(args.model)
-        bank = resolve_bank(args.bank, args.model)
-        train, _, _ = sharp_photos(args.sharp, test_every=10**9)
-        blur = run_blur(args.blur, model, bank, tuple(args.motion_k), args.seed)
-        dataset = BlurredCrops(train, blur, args.crop, args.steps * args.batch_size, args.scale, seed=args.seed)
-        batches, scale = make_loader(dataset, args.batch_size, args.workers, args.seed), args.scale
+        blur = run_blur(args.blur, model, resolve_bank(args.bank, args.model), tuple(args.motion_k), args.seed)
+        images, _, _ = sharp_photos(args.sharp, test_every=None)
+        network, summary = train_with_fresh_blur(network, images, blur, args.steps, args.batch_size, args.crop,
+                                                 args.scale, seed=args.seed, workers=args.workers, device=device,
+                                                 lr=args.lr)
         source = f"sharp images of {args.sharp}, blur {args.blur} ({args.model})"
-    network, summary = train_deblurrer(network, batches, args.steps, lr=args.lr, device=device, scale=scale,
-                                       crop=args.crop)
     save_deblurrer(network, args.out, provenance={"data": source, "scale": args.scale, "seed": args.seed,
                                                   **{k: v for k, v in summary.items() if k != "loss_history"},
                                                   "final_loss": summary["loss_history"][-1]})
@@ -104,19 +103,15 @@ def _cmd_deblurrer_train(args) -> None:
           f"(final loss {summary['loss_history'][-1]:.4f}) -> {args.out}")
 
 
-def _paired_batches(args):
-    """(blurry, sharp, deferred) batches of random aligned crops of a paired dataset, downscaled by --scale."""
+def _scaled_pairs(args):
+    """The pairs of --data's --split in memory, each image downscaled by --scale (area)."""
     from ..data.pairs import find_pairs
     from ..deblurrers.benchmark import downscale
     from ..deblurrers.training import PairArrays, load_pair_arrays
 
     arrays = load_pair_arrays(find_pairs(args.data, split=args.split))
-    arrays = PairArrays(np.stack([downscale(x, args.scale) for x in arrays.sharp]),
-                        np.stack([downscale(x, args.scale) for x in arrays.blurry]))
-    rng = np.random.default_rng(np.random.SeedSequence(args.seed, spawn_key=(1,)))
-    for _ in range(args.steps):
-        sharp, blurry = arrays.batch(rng, args.batch_size, args.crop)
-        yield blurry, sharp, torch.zeros(len(sharp), dtype=torch.bool)
+    return PairArrays(np.stack([downscale(x, args.scale) for x in arrays.sharp]),
+                      np.stack([downscale(x, args.scale) for x in arrays.blurry]))
 
 
 def _cmd_deblurrer_eval(args) -> None:

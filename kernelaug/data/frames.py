@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..paths import publish_folder, stage_folder
 from .pairs import IMAGE_EXTENSIONS
 
-__all__ = ["SPACES", "VIDEO_EXTENSIONS", "FramesSettings", "Window", "list_frames", "plan_windows",
+__all__ = ["SPACES", "VIDEO_EXTENSIONS", "FramesSettings", "Window", "list_frames", "draw_windows", "plan_windows",
            "average_frames", "frames_to_pairs"]
 
 SPACES = ("linear", "display")
@@ -121,25 +121,31 @@ def list_frames(folder) -> list[Path]:
     return frames
 
 
-def plan_windows(total: int, settings: FramesSettings) -> list[Window]:
-    """Every window that fits in ``total`` frames, N drawn per window from the settings' seed.
+def draw_windows(settings: FramesSettings, total: int | None = None) -> Iterator[Window]:
+    """Windows in order of their start, N drawn per window start from the settings' seed.
 
-    A window never straddles the train/test boundary; windows that do are dropped.
+    With ``total`` known, only windows that fit in ``total`` frames and do not straddle the
+    train/test boundary (those are dropped); without, an endless stream of training windows (a
+    video of unknown length). Both draw the same N for the same start.
     """
     rng = np.random.default_rng(np.random.SeedSequence(settings.seed))
     lo, hi = settings.frames
-    boundary = settings.split_index(total)
-    windows = []
-    for start in range(0, total, settings.step):
+    boundary = settings.split_index(total) if total is not None else None
+    start = 0
+    while total is None or start < total:
         count = int(rng.integers(lo, hi + 1))
         end = start + count - 1
-        if end >= total:
-            continue
-        if boundary is None or end < boundary:
-            windows.append(Window(start, count, "train"))
-        elif start >= boundary:
-            windows.append(Window(start, count, "test"))
-    return windows
+        if total is None or end < total:
+            if boundary is None or end < boundary:
+                yield Window(start, count, "train")
+            elif start >= boundary:
+                yield Window(start, count, "test")
+        start += settings.step
+
+
+def plan_windows(total: int, settings: FramesSettings) -> list[Window]:
+    """Every window that fits in ``total`` frames (see :func:`draw_windows`)."""
+    return list(draw_windows(settings, total))
 
 
 def average_frames(frames: list[np.ndarray], space: str = "linear", gamma: float = 2.2) -> np.ndarray:
@@ -240,9 +246,8 @@ def frames_to_pairs(src, out, settings: FramesSettings | None = None, sequence: 
     frames, total, kind = _source(src)
     if total is None and settings.split_at is not None:
         total = _video_length(src)
-    if total is not None and total < settings.frames[1]:
-        raise ValueError(f"{src} has {total} frames, fewer than the {settings.frames[1]} that "
-                         f"frames={settings.frames} may average")
+    if total is not None:
+        _check_enough(src, total, settings)
     staging = stage_folder(out, overwrite)
     try:
         summary = _write_pairs(frames, total, src, staging, settings, sequence, kind, progress)
@@ -254,14 +259,17 @@ def frames_to_pairs(src, out, settings: FramesSettings | None = None, sequence: 
     return summary
 
 
+def _check_enough(src, count: int, settings: FramesSettings) -> None:
+    if count < settings.frames[1]:
+        raise ValueError(f"{src} has {count} frames, fewer than the {settings.frames[1]} that "
+                         f"frames={settings.frames} may average")
+
+
 def _write_pairs(frames, total, src, staging, settings, sequence, kind, progress) -> dict:
     started = time.perf_counter()
-    plan = plan_windows(total, settings) if total is not None else None
-    stream_rng = None if plan is not None else np.random.default_rng(np.random.SeedSequence(settings.seed))
-    pending: dict[int, list[Window]] = {}
-    for window in plan or []:
-        pending.setdefault(window.end, []).append(window)
-    next_start = 0
+    windows = draw_windows(settings, total)
+    upcoming = next(windows, None)
+    pending: dict[int, list[Window]] = {}  # windows that have started, by their last frame
     buffer: deque = deque(maxlen=settings.frames[1])
     names: deque = deque(maxlen=settings.frames[1])
     first = None
@@ -272,30 +280,27 @@ def _write_pairs(frames, total, src, staging, settings, sequence, kind, progress
         first = _check_frame(frame, name, first)
         buffer.append(frame)
         names.append(name)
-        if plan is None:  # a video of unknown length: draw each window as its start is reached
-            while next_start <= index:
-                count = int(stream_rng.integers(settings.frames[0], settings.frames[1] + 1))
-                pending.setdefault(next_start + count - 1, []).append(Window(next_start, count, "train"))
-                next_start += settings.step
+        while upcoming is not None and upcoming.start <= index:
+            pending.setdefault(upcoming.end, []).append(upcoming)
+            upcoming = next(windows, None)
         for window in pending.pop(index, []):
             window_frames = list(buffer)[-window.count:]
             window_names = list(names)[-window.count:]
+            middle = window.sharp - window.start
             blurry = average_frames(window_frames, settings.space, settings.gamma)
-            sharp = window_frames[window.count // 2]
+            sharp = window_frames[middle]
             folder = staging / window.split / sequence
             _write_image(folder / "blur" / f"{window.name}.png", blurry)
             _write_image(folder / "sharp" / f"{window.name}.png", sharp)
             counts[window.split] += 1
             rows.append({"split": window.split, "sequence": sequence, "name": window.name,
-                         "start": window.start, "n": window.count, "sharp_frame": window_names[window.count // 2],
+                         "start": window.start, "n": window.count, "sharp_frame": window_names[middle],
                          "frames": window_names, "space": settings.space,
                          "gamma": settings.gamma if settings.space == "linear" else None})
         bar.update()
     bar.close()
     seen = index + 1
-    if seen < settings.frames[1]:
-        raise ValueError(f"{src} has {seen} frames, fewer than the {settings.frames[1]} that "
-                         f"frames={settings.frames} may average")
+    _check_enough(src, seen, settings)
     if not rows:
         raise ValueError(f"{src}: no window of {settings.frames} frames fits in {seen} frames")
     rows.sort(key=lambda r: (r["split"], r["start"]))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..models.pretrained import DEFAULT_MODEL
-from .blurred_crops import BlurredCrops, make_loader, native_size
+from .blurred_crops import MARGIN, native_size
 from .training import PairArrays
 
 PAPER_TABLE = {  # Tran et al. 2021, SRN-Deblur, PSNR dB
@@ -46,7 +46,6 @@ REFERENCE_SEED = 2026        # the seed of the synthetic data the synth-small ba
 OTHER_SEED = 2027
 TEST_SEED = 4242             # test-set blurs: fixed, whatever the training seeds
 TRAIN_STREAM = 7             # spawn key of the synthetic sharp training images
-MARGIN = 24                  # camera-resolution pixels cut off after blurring (half the widest PSF)
 
 
 @dataclass(frozen=True)
@@ -102,17 +101,17 @@ def centre_crop(image: np.ndarray, height: int, width: int | None = None) -> np.
     return image[top:top + height, left:left + width]
 
 
-def sharp_photos(folder, test_every: int = 5) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+def sharp_photos(folder, test_every: int | None = 5) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """(train, held-out, held-out names) uint8 photographs of ``folder``; every ``test_every``-th file
-    (sorted by path) is held out."""
+    (sorted by path) is held out (None: none)."""
     from ..data.pairs import read_image
     from ..tools.augment import list_images
 
-    files = list_images(folder)
     train, test, names = [], [], []
-    for i, path in enumerate(files):
-        (test if i % test_every == test_every - 1 else train).append(_uint8(read_image(path)))
-        if i % test_every == test_every - 1:
+    for i, path in enumerate(list_images(folder)):
+        held_out = test_every is not None and i % test_every == test_every - 1
+        (test if held_out else train).append(_uint8(read_image(path)))
+        if held_out:
             names.append(path.relative_to(folder).as_posix())
     return train, test, names
 
@@ -227,17 +226,15 @@ def train_one(net: str, preset: AugmentBenchPreset, run: str, images: list[np.nd
     """One training of ``net`` with the blur of ``run``; returns (network, summary)."""
     from ..transforms import LearnedBlurBatch
     from .nets import build_deblurrer
-    from .training import train_deblurrer
+    from .training import train_with_fresh_blur
 
     torch.manual_seed(seed)
     network = build_deblurrer(net, preset.nets[net])
-    blur = run_blur(run, model, bank, preset.motion_k, seed)
-    dataset = BlurredCrops(images, blur, preset.crop, preset.steps * preset.batch_size, preset.scale, MARGIN,
-                           seed=seed, defer_learned=gpu_blur)
-    loader = make_loader(dataset, preset.batch_size, preset.workers, seed)
     batch_blur = LearnedBlurBatch(model, bank, seed=seed, device=device) if gpu_blur else None
-    return train_deblurrer(network, loader, preset.steps, lr=preset.lr, device=device, scale=preset.scale,
-                           crop=preset.crop, batch_blur=batch_blur, progress=progress, desc=f"train {net} ({run})")
+    return train_with_fresh_blur(network, images, run_blur(run, model, bank, preset.motion_k, seed), preset.steps,
+                                 preset.batch_size, preset.crop, preset.scale, seed=seed, workers=preset.workers,
+                                 device=device, batch_blur=batch_blur, lr=preset.lr, progress=progress,
+                                 desc=f"train {net} ({run})")
 
 
 def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "quick", out="benchmarks/results",
@@ -321,11 +318,6 @@ def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "q
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def run_srn_bench(preset: str = "quick", **kwargs) -> dict:
-    """``kernelaug bench srn``: the augmentation benchmark with SRN-Deblur."""
-    return run_augment_bench("srn", preset, **kwargs)
 
 
 # -- reading the results ----------------------------------------------------------------------------

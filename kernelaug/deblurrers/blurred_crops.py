@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["BlurredCrops", "make_loader", "finish_batch", "native_size"]
+__all__ = ["MARGIN", "BlurredCrops", "make_loader", "finish_batch", "native_size"]
+
+MARGIN = 24  # camera-resolution pixels cut off after blurring (half the widest shipped PSF)
 
 
-def native_size(crop: int, scale: float, margin: int) -> int:
+def native_size(crop: int, scale: float, margin: int = MARGIN) -> int:
     """Side of the crop cut at camera resolution for a training crop of ``crop`` px at ``scale``."""
     return int(math.ceil(crop / scale)) + 2 * margin
 
@@ -42,7 +44,7 @@ class BlurredCrops(Dataset):
     """
 
     def __init__(self, images: list[np.ndarray], blur: Callable, crop: int, length: int, scale: float = 1.0,
-                 margin: int = 24, seed: int = 0, defer_learned: bool = False):
+                 margin: int = MARGIN, seed: int = 0, defer_learned: bool = False):
         if not 0.0 < scale <= 1.0:
             raise ValueError(f"scale must be in (0, 1], got {scale}")
         if crop < 8 or length < 1:

@@ -17,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from . import nafnet, srn
+from .training import load_srn, save_srn
 
 __all__ = ["NETS", "DeblurrerSpec", "build_deblurrer", "deblurrer_loss", "save_deblurrer", "load_deblurrer",
            "net_name"]
@@ -38,16 +39,6 @@ class DeblurrerSpec:
     load: Callable
 
 
-def _srn_save(model, path, provenance=None):
-    from .training import save_srn
-    return save_srn(model, path, provenance)
-
-
-def _srn_load(path, device="cpu"):
-    from .training import load_srn
-    return load_srn(path, device)
-
-
 NETS: dict[str, DeblurrerSpec] = {
     "nafnet": DeblurrerSpec("nafnet", nafnet.NAFNet, nafnet.NAFNET_PRESETS, nafnet.psnr_loss, lr=1e-3,
                             optimizer="adamw", betas=(0.9, 0.9), file_format=nafnet.NAFNET_FORMAT,
@@ -56,7 +47,7 @@ NETS: dict[str, DeblurrerSpec] = {
                          {"paper": srn.SRNConfig(), "cpu": srn.SRNConfig(widths=(16, 32, 64), blocks=2),
                           "tiny": srn.SRNConfig(widths=(4, 8, 16), blocks=1)},
                          srn.multiscale_loss, lr=1e-4, optimizer="adam", betas=(0.9, 0.999),
-                         file_format=srn.SRN_FORMAT, save=_srn_save, load=_srn_load),
+                         file_format=srn.SRN_FORMAT, save=save_srn, load=load_srn),
 }
 
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ..models.checkpoint import checked_state, write_safetensors
 from ..metrics import psnr
 from ..metrics import ssim as metric_ssim
-from .srn import SRN_FORMAT, SRNConfig, SRNDeblur, multiscale_loss
+from .blurred_crops import BlurredCrops, finish_batch, make_loader
+from .srn import SRN_FORMAT, SRNConfig, SRNDeblur
 
 
 @dataclass(frozen=True)
@@ -100,37 +101,25 @@ def train_srn(pairs: PairArrays, config: SRNConfig, training: SRNTraining, progr
               desc: str = "srn train", device: str | torch.device = "cpu",
               model: SRNDeblur | None = None) -> tuple[SRNDeblur, dict]:
     """Train a fresh SRN-Deblur of ``config`` (or go on training ``model``) on ``pairs`` on
-    ``device``; return it (in eval mode) and a summary with the loss history (mean per 50 steps)
-    and wall time."""
+    ``device`` (Adam, cosine decay to ``lr / 100``); return it (in eval mode) and a summary with the
+    loss history (mean per 50 steps) and wall time."""
     torch.manual_seed(training.seed)  # weight initialisation; batches come from their own generator
     if model is None:
         model = SRNDeblur(config)
     elif model.config != config:
         raise ValueError(f"model has config {model.config}, training was asked for {config}")
-    model = model.to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=training.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, training.steps, eta_min=training.lr / 100)
-    rng = np.random.default_rng(np.random.SeedSequence(training.seed, spawn_key=(1,)))
-    history, window = [], []
-    start = time.perf_counter()
-    bar = tqdm(range(training.steps), desc=desc, disable=not progress, dynamic_ncols=True)
-    model.train()
-    for step in bar:
-        sharp, blurry = (x.to(device) for x in pairs.batch(rng, training.batch_size, training.crop))
-        loss = multiscale_loss(model(blurry), sharp)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"SRN training diverged at step {step} (loss {loss.item()}); lower the learning rate")
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        window.append(loss.item())
-        if len(window) == 50 or step == training.steps - 1:
-            history.append(float(np.mean(window)))
-            bar.set_postfix(loss=f"{history[-1]:.5f}")
-            window = []
-    model.eval()
-    return model, {"steps": training.steps, "wall_time_s": time.perf_counter() - start, "loss_history": history}
+    batches = pair_batches(pairs, training.batch_size, training.crop, training.steps, training.seed)
+    return train_deblurrer(model, batches, training.steps, lr=training.lr, device=device, crop=training.crop,
+                           progress=progress, desc=desc, log_every=50, min_lr_ratio=0.01)
+
+
+def pair_batches(pairs: PairArrays, batch_size: int, crop: int, steps: int, seed: int = 0):
+    """``steps`` batches ``(blurry, sharp, deferred)`` of random aligned crops of ``pairs``, seeded,
+    in the form :func:`train_deblurrer` takes (nothing is deferred: the pairs are blurred already)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    for _ in range(steps):
+        sharp, blurry = pairs.batch(rng, batch_size, crop)
+        yield blurry, sharp, torch.zeros(len(sharp), dtype=torch.bool)
 
 
 def ssim(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -167,16 +156,15 @@ evaluate_srn = evaluate_deblurrer
 
 def train_deblurrer(model, batches, steps: int, lr: float | None = None, device: str | torch.device = "cpu",
                     scale: float = 1.0, crop: int = 96, batch_blur=None, progress: bool = True,
-                    desc: str = "train", log_every: int = 25) -> tuple[object, dict]:
+                    desc: str = "train", log_every: int = 25, min_lr_ratio: float = 1e-3) -> tuple[object, dict]:
     """Train ``model`` for ``steps`` batches ``(blurry, sharp, deferred)`` of camera-resolution crops.
 
     Each batch goes to ``device``; samples flagged ``deferred`` are blurred there by ``batch_blur``
     (a :class:`kernelaug.LearnedBlurBatch`); the batch is then downscaled by ``scale`` and cropped
     to ``crop`` (:func:`.blurred_crops.finish_batch`). The optimiser and loss are the network's own
-    (:mod:`.nets`), with a cosine decay to ``lr / 1000``. Returns the model in eval mode and a
+    (:mod:`.nets`), with a cosine decay to ``lr * min_lr_ratio``. Returns the model in eval mode and a
     summary: loss history (mean per ``log_every`` steps), wall time, steps per second.
     """
-    from .blurred_crops import finish_batch
     from .nets import deblurrer_loss, make_optimizer
 
     model = model.to(device).train()
@@ -197,7 +185,7 @@ def train_deblurrer(model, batches, steps: int, lr: float | None = None, device:
             blurry[index] = batch_blur(sharp[index])[0].to(blurry.dtype)
         blurry, sharp = finish_batch(blurry, sharp, scale, crop)
         for group in optimiser.param_groups:
-            group["lr"] = base_lr * (1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * step / steps)))
+            group["lr"] = base_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + np.cos(np.pi * step / steps)))
         loss = deblurrer_loss(model, model(blurry), sharp)
         if not torch.isfinite(loss):
             raise RuntimeError(f"training diverged at step {step} (loss {loss.item()}); lower the learning rate")
@@ -218,6 +206,19 @@ def train_deblurrer(model, batches, steps: int, lr: float | None = None, device:
     model.eval()
     return model, {"steps": steps, "wall_time_s": elapsed, "steps_per_s": steps / elapsed,
                    "loss_history": history, "log_every": log_every}
+
+
+def train_with_fresh_blur(model, images: list[np.ndarray], blur, steps: int, batch_size: int, crop: int,
+                          scale: float = 1.0, seed: int = 0, workers: int = 1, device: str | torch.device = "cpu",
+                          batch_blur=None, lr: float | None = None, progress: bool = True,
+                          desc: str = "train") -> tuple[object, dict]:
+    """Train ``model`` on crops of sharp ``images`` blurred afresh per sample by ``blur`` in
+    ``workers`` DataLoader workers (:class:`.blurred_crops.BlurredCrops`); with ``batch_blur`` (a
+    :class:`kernelaug.LearnedBlurBatch`) learned codes are only drawn there and applied on ``device``."""
+    dataset = BlurredCrops(images, blur, crop, steps * batch_size, scale, seed=seed, defer_learned=batch_blur is not None)
+    loader = make_loader(dataset, batch_size, workers, seed)
+    return train_deblurrer(model, loader, steps, lr=lr, device=device, scale=scale, crop=crop,
+                           batch_blur=batch_blur, progress=progress, desc=desc)
 
 
 def save_srn(model: SRNDeblur, path: str | os.PathLike, provenance: dict | None = None) -> Path:
