@@ -6,12 +6,13 @@ at 192x288 to show a size that is not a multiple of the model's cell). The other
 (``blur1.png``, ``blur2.png``, ``face01.png``) are real blurry photos with no sharp counterpart, so
 they are not used as sharp sources.
 
-Then it runs these commands (printed as it goes; the same lines work in a shell):
+Then it runs these commands with the default model, ``kernelaug.models.pretrained.DEFAULT_MODEL``
+(gopro-small; printed as it goes; the same lines work in a shell):
 
-    kernelaug augment --model synth-small --images OUT/sharp --out OUT/dataset --per-image 4 --mix 0.25 --seed 0
-    kernelaug sample-grid --model synth-small --images OUT/sharp --out OUT/samples.png --limit 5 --seed 0
-    kernelaug show-psf --model synth-small --bank synth-small --index 0 --out OUT/psf.png
-    kernelaug show-bank --model synth-small --out OUT/bank_map.png
+    kernelaug augment --model gopro-small --images OUT/sharp --out OUT/dataset --per-image 4 --mix 0.25 --seed 0
+    kernelaug sample-grid --model gopro-small --images OUT/sharp --out OUT/samples.png --limit 5 --seed 0
+    kernelaug show-psf --model gopro-small --bank gopro-small --index 0 --out OUT/psf.png
+    kernelaug show-bank --model gopro-small --out OUT/bank_map.png
 
     python examples/demo.py --out demo_out [--seed 0]
 """
@@ -58,18 +59,19 @@ def main() -> int:
     args = parser.parse_args()
 
     from kernelaug.cli import main as kernelaug
+    from kernelaug.models.pretrained import DEFAULT_MODEL as model
 
     out = Path(args.out)
     sharp = write_sharp_images(out / "sharp")
     print(f"wrote {len(sharp)} sharp images to {out / 'sharp'}")
     seed = str(args.seed)
     commands = [
-        ["augment", "--model", "synth-small", "--images", str(out / "sharp"), "--out", str(out / "dataset"),
+        ["augment", "--model", model, "--images", str(out / "sharp"), "--out", str(out / "dataset"),
          "--per-image", "4", "--mix", "0.25", "--seed", seed],
-        ["sample-grid", "--model", "synth-small", "--images", str(out / "sharp"), "--out", str(out / "samples.png"),
+        ["sample-grid", "--model", model, "--images", str(out / "sharp"), "--out", str(out / "samples.png"),
          "--limit", "5", "--seed", seed],
-        ["show-psf", "--model", "synth-small", "--bank", "synth-small", "--index", "0", "--out", str(out / "psf.png")],
-        ["show-bank", "--model", "synth-small", "--out", str(out / "bank_map.png")],
+        ["show-psf", "--model", model, "--bank", model, "--index", "0", "--out", str(out / "psf.png")],
+        ["show-bank", "--model", model, "--out", str(out / "bank_map.png")],
     ]
     start = time.perf_counter()
     for command in commands:

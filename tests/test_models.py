@@ -57,6 +57,16 @@ class TestStructuredOperator:
         assert psf.min() >= 0
         assert torch.allclose(psf.sum((-1, -2)), torch.ones(2, 2, 3), atol=1e-5)
 
+    def test_psf_spread_is_one_for_a_delta_and_k_for_a_flat_psf(self):
+        model = build_model("psf-tiny")
+        size = model.config.psf_size
+        with torch.no_grad():
+            delta = model.psf_spread(torch.zeros(1, model.kernel_dim, 1, 1))  # untrained: every PSF a delta
+            model.basis_mean.fill_(1.0)
+            flat = model.psf_spread(torch.zeros(1, model.kernel_dim, 1, 1))
+        assert delta.item() == pytest.approx(1.0, abs=0.02)
+        assert flat.item() == pytest.approx(size, rel=0.05)
+
     def test_delta_psf_is_identity_up_to_rounding(self):
         model = build_model("psf-tiny").eval()
         sharp = torch.rand(1, 3, 128, 192)

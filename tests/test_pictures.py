@@ -102,6 +102,7 @@ def sharp_dir(tmp_path_factory):
 def test_commands_write_pictures(tmp_path, sharp_dir, capsys):
     a, b = sharp_dir / "im0.png", tmp_path / "b.png"
     cv2.imwrite(str(b), cv2.GaussianBlur(cv2.imread(str(a)), (9, 9), 3))
+    # a pretrained --bank without --model brings its own model (the default model is another one)
     assert main(["show-psf", "--bank", "synth-small", "--index", "3", "--out", str(tmp_path / "psf.png")]) == 0
     psf = _read(tmp_path / "psf.png")
     assert psf.shape == (4 * (31 * 4 + 2) + 2,) * 2 + (3,) and _not_blank(psf)
@@ -109,7 +110,8 @@ def test_commands_write_pictures(tmp_path, sharp_dir, capsys):
     assert _not_blank(_read(tmp_path / "pair.png"))
     assert main(["show-bank", "--out", str(tmp_path / "bank.png"), "--thumbnails", "3"]) == 0
     assert _not_blank(_read(tmp_path / "bank.png"))
-    assert main(["show-bank", "--out", str(tmp_path / "some.png"), "--thumbnails", "0", "--max-codes", "100"]) == 0
+    assert main(["show-bank", "--bank", "synth-small", "--out", str(tmp_path / "some.png"), "--thumbnails", "0",
+                 "--max-codes", "100"]) == 0
     assert "mapped 100 of 1800 codes" in capsys.readouterr().out
     assert main(["sample-grid", "--images", str(sharp_dir), "--out", str(tmp_path / "grid.png"), "--size", "64",
                  "--learned", "2", "--parametric", "1"]) == 0

@@ -40,6 +40,19 @@ class TestLearning:
         assert model.provenance["validation"]["pairs"] == 2
         assert model.provenance["dataset"] == str(pair_root)
 
+    def test_psf_prior_makes_decoded_psfs_sparser(self, pair_root, tmp_path):
+        """--psf-prior: the same run with the sparsity prior ends with a smaller psf_spread."""
+        spreads = []
+        for prior in (0.0, 0.05):
+            out = tmp_path / f"m{prior}.safetensors"
+            train(_options(pair_root, out, steps=8, val_every=8, psf_prior=prior))
+            model = ka.load_model(out)
+            assert model.provenance["psf_prior"] == prior
+            with torch.no_grad():
+                spreads.append(model.psf_spread(torch.randn(4, *model.code_shape(64, 64),
+                                                            generator=torch.Generator().manual_seed(0))).item())
+        assert spreads[1] < spreads[0]
+
 
 class TestResume:
     def test_seeded_runs_are_identical(self, pair_root, tmp_path):

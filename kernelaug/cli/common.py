@@ -7,18 +7,26 @@ from ..models.pretrained import DEFAULT_MODEL
 
 def add_model_args(p, bank_help: str = "kernel bank .h5 or pretrained name (default: the pretrained model's own bank)") -> None:
     """--model, --bank and --device, as every command that applies a model takes them."""
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"a .safetensors file or a pretrained name (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, help=f"a .safetensors file or a pretrained name (default: the pretrained "
+                                                 f"model of a pretrained --bank, else {DEFAULT_MODEL})")
     p.add_argument("--bank", help=bank_help)
     p.add_argument("--device", default="auto")
 
 
 def model_and_bank(args, need_bank: bool = True):
-    """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank)."""
+    """--model (a file or pretrained name) on --device, and --bank (default: the pretrained model's bank).
+
+    Without --model, a pretrained --bank brings its own model (``--bank synth-small`` alone works)."""
     import os
 
     from ..device import resolve_device
     from ..bank import resolve_bank
     from ..models import resolve_model
+    from ..models.pretrained import PRETRAINED
+
+    if args.model is None:
+        bank_name = getattr(args, "bank", None)
+        args.model = bank_name if bank_name in PRETRAINED else DEFAULT_MODEL
 
     model = resolve_model(args.model, resolve_device(getattr(args, "device", "auto")))
     bank = None

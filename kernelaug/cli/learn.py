@@ -14,7 +14,8 @@ def _cmd_train(args) -> None:
 
     check_output(args.out, "--out", MODEL_SUFFIXES, inputs=[args.init])
     options = TrainOptions(data=args.data, out=args.out, preset=args.preset, steps=args.steps,
-                           batch_size=args.batch_size, crop=args.crop, lr=args.lr, psf_weight=args.psf_weight, val_every=args.val_every,
+                           batch_size=args.batch_size, crop=args.crop, lr=args.lr, psf_weight=args.psf_weight, psf_prior=args.psf_prior,
+                           val_every=args.val_every,
                            val_pairs=args.val_pairs, val_crop=args.val_crop, checkpoint_every=args.checkpoint_every, resume=args.resume,
                            init=args.init, device=args.device, workers=args.workers, seed=args.seed)
     summary = train(options)
@@ -73,6 +74,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--lr", type=float_in(0, low_open=True), default=2e-4)
     p.add_argument("--psf-weight", type=float_in(0), default=0.05,
                    help="psf arch: weight of the loss pulling decoded PSFs toward least-squares estimates")
+    p.add_argument("--psf-prior", type=float_in(0), default=0.0,
+                   help="psf arch: weight of a sparsity prior on decoded PSFs (prefers thin kernels where "
+                        "flat image regions leave the blur unconstrained; 1e-3 is a starting point)")
     p.add_argument("--val-every", type=POSITIVE, default=250)
     p.add_argument("--val-pairs", type=POSITIVE, default=32)
     p.add_argument("--val-crop", type=POSITIVE, default=256, help="centre-crop size of held-out pairs for validation")

@@ -46,6 +46,7 @@ class TrainOptions:
     kl_weight: float = 1e-3
     basis_pairs: int = 256       # psf arch: training crops whose PSFs initialise the PSF basis (PCA)
     psf_weight: float = 0.05     # psf arch: weight of the decoded-PSF vs least-squares-estimate loss
+    psf_prior: float = 0.0       # psf arch: weight of the sparsity prior on decoded PSFs (psf_spread)
     val_every: int = 250
     val_pairs: int = 32
     val_fraction: float = 0.1
@@ -195,7 +196,8 @@ def train(options: TrainOptions) -> dict:
         provenance = {
             "dataset": str(options.data), "train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
             "preset": options.preset, "steps": step, "batch_size": options.batch_size, "crop": options.crop,
-            "lr": options.lr, "seed": options.seed, "processes": world, "wall_time_s": round(elapsed, 1),
+            "lr": options.lr, "psf_weight": options.psf_weight, "psf_prior": options.psf_prior,
+            "init": options.init, "seed": options.seed, "processes": world, "wall_time_s": round(elapsed, 1),
             "validation": validation or {}, "kernelaug_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -215,6 +217,8 @@ def train(options: TrainOptions) -> dict:
         loss = charbonnier(reconstruction, blurry) + options.kl_weight * kl
         if options.psf_weight and hasattr(model, "psf_target_loss"):
             loss = loss + options.psf_weight * model.psf_target_loss(sharp, blurry, code)
+        if options.psf_prior and hasattr(model, "psf_spread"):
+            loss = loss + options.psf_prior * model.psf_spread(code)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -43,9 +43,9 @@ PRETRAINED: dict[str, PretrainedEntry] = {
     )
 }
 
-#: The model (and its bank) used wherever none is named. Not gopro-small: its codes, learned from one
-#: low-texture scene, blur textured images far more than that camera does (pretrained/README.md).
-DEFAULT_MODEL = "synth-small"
+#: The model (and its bank) used wherever none is named: a real camera. Its bank codes, applied to the
+#: sharp frames of real GoPro pairs, blur them as strongly as the camera did (pretrained/README.md).
+DEFAULT_MODEL = "gopro-small"
 
 
 def search_dirs() -> list[Path]:

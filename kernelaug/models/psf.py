@@ -237,6 +237,14 @@ class PsfBlurModel(BlurModel):
         """Training aid: L1 distance between the decoded PSFs and the cleaned least-squares estimates."""
         return (self.psf(code) - self.clean_estimate(sharp, blurry)).abs().sum((-1, -2)).mean()
 
+    def psf_spread(self, code: torch.Tensor) -> torch.Tensor:
+        """Training prior: the mean over cells of the sum of the square roots of the PSF taps, 1 for a
+        delta and K for a flat K x K PSF. Penalising it prefers sparse kernels (thin trajectories)
+        wherever the pairs do not ask for spread: in flat regions, which cannot tell a halo from none."""
+        psf = self.psf(code)
+        eps = 1e-5  # keeps the gradient finite at zero taps; its constant share is subtracted
+        return psf.add(eps).sqrt().sum((-1, -2)).mean() - psf.shape[-1] ** 2 * eps ** 0.5
+
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
         # The per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
