@@ -12,7 +12,7 @@ multiply of an image-sized tensor. The lower bound beside them is one uniform bl
 (one forward and one inverse FFT per channel of the image padded by the PSF) plus the residual's
 convolutions: what any operator with this PSF size and residual network must pay.
 
-Run: python benchmarks/bench_operator.py [--models gopro-small synth-small] [--size 256] [--repeats 7]
+Run: python benchmarks/bench_operator.py [--models gopro-small synth-small preset:psf-fast] [--size 256] [--repeats 7]
 Writes benchmarks/results/operator.{json,md}.
 """
 
@@ -23,12 +23,10 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 
 from _common import write_results
 import kernelaug as ka
-from kernelaug.models.nonuniform import fast_fft_size, nonuniform_blur
-from kernelaug.models.psf import GammaCurve, add_upsampled, conv3x3_by_taps, soft_clip, upsample_bilinear
+from kernelaug.models.nonuniform import fast_fft_size
 
 
 def best_ms(fn, calls: int, repeats: int) -> float:
@@ -46,10 +44,10 @@ def fft_flops(n: int, count: int, real: bool) -> float:
     return count * (2.5 if real else 5.0) * n * math.log2(n)
 
 
-def blur_flops(channels: int, height: int, width: int, cell: int, size: int) -> float:
+def blur_flops(channels: int, height: int, width: int, cell: int, size: int, band: int) -> float:
     """The arithmetic of nonuniform_blur (see its docstring for the transforms)."""
     rows, cols, radius = height // cell, width // cell, size // 2
-    n = fast_fft_size(2 * cell + 2 * radius)
+    n = fast_fft_size(cell + band + 2 * radius)
     freqs = n // 2 + 1
     tall = (rows - 1) * cell + n
     flops = fft_flops(n, channels * tall * cols, real=True)                   # rfft along x
@@ -68,73 +66,63 @@ def uniform_blur_flops(channels: int, height: int, width: int, size: int) -> flo
     return 2 * channels * 2.5 * pixels * math.log2(pixels) + 6 * channels * tall * (wide // 2 + 1)
 
 
+def load(spec: str, size: int):
+    """A pretrained name or file with a code from its bank, or ``preset:NAME`` (untrained) with a random code."""
+    if spec.startswith("preset:"):
+        torch.manual_seed(0)
+        model = ka.build_model(spec.split(":", 1)[1]).eval()
+        return model, torch.randn(1, *model.code_shape(size, size)) * 0.1
+    model = ka.load_model(spec).float().eval()
+    return model, torch.from_numpy(ka.resolve_bank(None, spec).sample(1, rng=0, grid=model.code_shape(size, size)[1:]))
+
+
 def measure_model(name: str, size: int, calls: int, repeats: int) -> dict:
-    model = ka.load_model(name).float().eval()
-    bank = ka.resolve_bank(name)
+    model, code = load(name, size)
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    code = torch.from_numpy(bank.sample(1, rng=0, grid=model.code_shape(size, size)[1:]))
-    cell, psf_size, width = model.cell, model.config.psf_size, model.config.residual_width
+    config = model.config
+    cell, psf_size, width, scale = config.cell, config.psf_size, config.residual_width, config.residual_scale
+    band = config.blend_band or cell
     pixels = size * size
     stages = []
     with torch.inference_mode():
         params = model.decode(code)
-        maps = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), (size, size))
-        curve = GammaCurve(maps[:, :1].exp().mul(model.gamma))
-        knee = torch.sigmoid(model.knee_raw)
-
-        def tone_in():
-            linear = curve.to_linear(x)
-            return torch.addcmul(linear, maps[:, 1:2], F.relu(linear - knee).div(1 - knee))
-
-        linear = tone_in()
-        blurred_linear = nonuniform_blur(linear, params.psf, cell)
-
-        def tone_out():
-            gained = blurred_linear.mul(maps[:, 2:3].exp())
-            return curve.to_display(soft_clip(gained, model.sharpness_raw.exp()))
-
-        blurred = tone_out()
-        first, act, last = model.residual
-
-        def residual():
-            hidden = act(add_upsampled(first(torch.cat((blurred, x), dim=1)), params.features))
-            return blurred + conv3x3_by_taps(hidden, last.weight, last.bias)
-
-        def maps_and_curve():
-            grid = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), (size, size))
-            return GammaCurve(grid[:, :1].exp().mul(model.gamma))
-
-        conv_flops = 2 * pixels * 9 * (6 * width + width * 3) + 2 * pixels * width * 2  # + features, activation
+        curve, boost, log_gain = model.tone_maps(params, (size, size))
+        linear = model.tone_in(x, curve, boost)
+        blurred_linear = model.blur(linear, params)
+        blurred = model.tone_out(blurred_linear, curve, log_gain)
+        small = pixels / scale ** 2
+        conv_flops = 2 * small * 9 * (6 * width + width * 3) + 2 * small * width * 2  # + features, activation
         entries = [
             ("decode the code (PSFs, maps)", lambda: model.decode(code), 0.0),
-            ("upsample the maps, gamma constants", maps_and_curve, 12 * pixels),
-            ("tone in: linear light, highlight boost", tone_in, 3 * pixels * 9),
-            ("spatially varying blur (nonuniform_blur)", lambda: nonuniform_blur(linear, params.psf, cell),
-             blur_flops(3, size, size, cell, psf_size)),
-            ("tone out: gain, soft clip, display gamma", tone_out, 3 * pixels * 14),
-            ("residual network (two 3x3 convolutions)", residual, conv_flops),
+            ("upsample the maps, gamma constants", lambda: model.tone_maps(params, (size, size)), 12 * pixels),
+            ("tone in: linear light, highlight boost", lambda: model.tone_in(x, curve, boost), 3 * pixels * 9),
+            ("spatially varying blur (nonuniform_blur)", lambda: model.blur(linear, params),
+             blur_flops(3, size, size, cell, psf_size, band)),
+            ("tone out: gain, soft clip, display gamma", lambda: model.tone_out(blurred_linear, curve, log_gain),
+             3 * pixels * 16),
+            (f"residual network ({'none' if not width else f'width {width}, 1/{scale} resolution'})",
+             lambda: model.correct(blurred, x, params.features), conv_flops),
             ("model.apply (all of it)", lambda: model.apply(x, code), None),
         ]
         for label, fn, flops in entries:
             ms = best_ms(fn, calls, repeats)
             stages.append({"stage": label, "ms": round(ms, 3), "mflop": None if flops is None else round(flops / 1e6, 1)})
-        total_flops = sum(s["mflop"] for s in stages[:-1]) * 1e6
-        stages[-1]["mflop"] = round(total_flops / 1e6, 1)
+        stages[-1]["mflop"] = round(sum(s["mflop"] for s in stages[:-1]), 1)
 
         # Reference rates measured here, on the shapes the operator uses.
-        n = fast_fft_size(2 * cell + 2 * (psf_size // 2))
+        n = fast_fft_size(cell + band + 2 * (psf_size // 2))
         windows = torch.rand(48, n, n)
-        fft_ms = best_ms(lambda: torch.fft.rfft2(windows), calls, repeats)
-        spectra = torch.fft.rfft2(windows)
-        ifft_ms = best_ms(lambda: torch.fft.irfft2(spectra, s=(n, n)), calls, repeats)
-        fft_rate = 2 * fft_flops(n * n, 48, real=True) / (fft_ms + ifft_ms) / 1e6
+        forward = best_ms(lambda: torch.fft.rfft(windows, dim=-1), calls, repeats)
+        spectra = torch.fft.rfft(windows, dim=-1)
+        inverse = best_ms(lambda: torch.fft.irfft(spectra, n=n, dim=-1), calls, repeats)
+        fft_rate = 2 * fft_flops(n, 48 * n, real=True) / (forward + inverse) / 1e6
         features = torch.rand(1, 6, size, size)
-        conv = torch.nn.Conv2d(6, width, 3, padding=1)
-        conv_rate = 2 * pixels * 9 * 6 * width / best_ms(lambda: conv(features), calls, repeats) / 1e6
+        conv = torch.nn.Conv2d(6, 16, 3, padding=1)
+        conv_rate = 2 * pixels * 9 * 6 * 16 / best_ms(lambda: conv(features), calls, repeats) / 1e6
         a, b = torch.rand(1, 3, size, size), torch.rand(1, 3, size, size)
         mul_rate = 3 * pixels / best_ms(lambda: a * b, calls * 10, repeats) / 1e6
-    bound = uniform_blur_flops(3, size, size, psf_size) / (fft_rate * 1e6) + conv_flops / (conv_rate * 1e6)
-    return {"model": name, "psf_size": psf_size, "cell": cell, "fft_size": n, "stages": stages,
+    bound = uniform_blur_flops(3, size, size, psf_size) / (fft_rate * 1e9) + conv_flops / (conv_rate * 1e9)
+    return {"model": name, "psf_size": psf_size, "cell": cell, "band": band, "fft_size": n, "stages": stages,
             "fft_gflops": round(fft_rate, 1), "conv_gflops": round(conv_rate, 1), "mul_gelems": round(mul_rate, 2),
             "bound_ms": round(bound * 1e3, 2)}
 
@@ -151,10 +139,11 @@ def main() -> None:
     lines = [f"One {args.size}x{args.size} RGB image, one thread, best of {args.repeats} rounds of {args.calls} calls.", ""]
     for r in results:
         total = r["stages"][-1]
-        lines += [f"### {r['model']} (PSF {r['psf_size']}x{r['psf_size']}, cell {r['cell']}, FFT windows {r['fft_size']})", "",
-                  f"Measured here: FFTs of {r['fft_size']}x{r['fft_size']} windows (forward + inverse) "
-                  f"{r['fft_gflops']} GFLOP/s; the residual's 6->{ka.load_model(r['model']).config.residual_width} "
-                  f"3x3 convolution {r['conv_gflops']} GFLOP/s; an image-sized multiply {r['mul_gelems']} G elements/s.",
+        lines += [f"### {r['model']} (PSF {r['psf_size']}x{r['psf_size']}, cell {r['cell']}, blending band "
+                  f"{r['band']}, FFT windows {r['fft_size']})", "",
+                  f"Measured here: 1-D FFTs of length {r['fft_size']} along the last axis (forward + inverse, the "
+                  f"operator's own) {r['fft_gflops']} GFLOP/s; a 6->16 3x3 convolution at full size "
+                  f"{r['conv_gflops']} GFLOP/s; an image-sized multiply {r['mul_gelems']} G elements/s.",
                   "", "| stage | ms | MFLOP | GFLOP/s reached |", "|---|---|---|---|"]
         for s in r["stages"]:
             rate = f"{s['mflop'] / s['ms']:.1f}" if s["mflop"] and s["ms"] else "-"

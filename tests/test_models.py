@@ -150,3 +150,72 @@ class TestInputErrors:
     def test_code_shape_mismatch(self, model):
         with pytest.raises(ValueError, match="code shape"):
             model.apply(torch.rand(1, 3, 128, 128), torch.zeros(1, model.kernel_dim + 1, 5, 5))
+
+
+class TestFastOperators:
+    """The options of the fast presets: a narrow blending band, a half-resolution residual or none."""
+
+    def _randomised(self, **changes):
+        import dataclasses
+
+        torch.manual_seed(0)
+        model = build_model(dataclasses.replace(PRESETS["psf-tiny"], **changes)).eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn_like(param) * 0.05)
+        return model
+
+    @pytest.mark.parametrize("preset", ["psf-fast", "psf-wide-fast"])
+    def test_fast_presets_start_as_the_identity(self, preset):
+        model = build_model(preset).eval()
+        sharp = torch.rand(1, 3, 128, 192) * 0.9
+        with torch.no_grad():
+            out = model.apply(sharp, torch.randn(1, *model.code_shape(128, 192)))
+        assert (out - sharp).abs().max() < 0.5 / 255
+
+    def test_render_blends_over_the_configured_band(self):
+        model = self._randomised(blend_band=16, residual_width=0)
+        sharp, code = torch.rand(1, 3, 128, 128), torch.randn(1, model.kernel_dim, 2, 2)
+        with torch.no_grad():
+            params = model.decode(code)
+            out = model.render(sharp, params)
+            params.psf = params.psf.flip(1)  # another PSF per cell must change the output where bands blend
+            assert not torch.allclose(out, model.render(sharp, params))
+        assert out.shape == sharp.shape
+
+    def test_half_resolution_residual_is_the_plain_form(self):
+        import torch.nn.functional as F
+
+        def upsample(x, size):
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+        model = self._randomised(residual_scale=2)
+        sharp, code = torch.rand(2, 3, 128, 64), torch.randn(2, model.kernel_dim, 2, 1)
+        with torch.no_grad():
+            params = model.decode(code)
+            out = model.render(sharp, params)
+            residual, model.residual = model.residual, None
+            blurred = model.render(sharp, params)  # the same operator without its residual network
+            model.residual = residual
+            first, act, last = residual
+            inputs = F.avg_pool2d(torch.cat((blurred, sharp), 1), 2)
+            hidden = act(first(inputs) + upsample(params.features, inputs.shape[-2:]))
+            expected = blurred + upsample(last(hidden), sharp.shape[-2:])
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert not torch.allclose(out, blurred)
+
+    @pytest.mark.parametrize("band", [3, 128])
+    def test_config_refuses_a_bad_band(self, band):
+        from kernelaug.models.config import config_from_dict, config_to_dict
+
+        data = {**config_to_dict(PRESETS["psf-tiny"]), "blend_band": band}
+        with pytest.raises(ValueError, match="blend_band"):
+            config_from_dict(data)
+
+    def test_configs_written_before_the_fast_options_load_as_before(self):
+        from kernelaug.models.config import config_from_dict, config_to_dict
+
+        data = config_to_dict(PRESETS["psf"])
+        for name in ("residual_scale", "blend_band"):
+            data.pop(name)
+        assert config_from_dict(data) == PRESETS["psf"]

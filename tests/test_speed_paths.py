@@ -28,20 +28,29 @@ EPS = 1e-3  # the gamma curve's offset at black (kernelaug.models.psf._GAMMA_EPS
 
 
 # -- references ----------------------------------------------------------------------------------
-def tent_weights(cells: int, cell: int) -> torch.Tensor:
-    """(cells, cells * cell): bilinear weight of each cell centre at each pixel, constant past the
-    first and last centres."""
-    t = ((torch.arange(cells * cell, dtype=torch.float64) + 0.5) / cell - 0.5).clamp(0, cells - 1)
-    return (1 - (t[None, :] - torch.arange(cells, dtype=torch.float64)[:, None]).abs()).clamp_min(0)
+def tent_weights(cells: int, cell: int, band: int | None = None) -> torch.Tensor:
+    """(cells, cells * cell): weight of each cell at each pixel. band None: bilinear weights of the
+    cell centres, constant past the first and last centres; else 1 inside the cell, linear ramps
+    across a band centred on each inner cell boundary."""
+    centres = torch.arange(cells * cell, dtype=torch.float64) + 0.5
+    if band is None:
+        t = (centres / cell - 0.5).clamp(0, cells - 1)
+        return (1 - (t[None, :] - torch.arange(cells, dtype=torch.float64)[:, None]).abs()).clamp_min(0)
+    weights = torch.zeros(cells, cells * cell, dtype=torch.float64)
+    for i in range(cells):
+        start = 1.0 if i == 0 else (0.5 + (centres - i * cell) / band).clamp(0, 1)
+        end = 1.0 if i == cells - 1 else (0.5 + ((i + 1) * cell - centres) / band).clamp(0, 1)
+        weights[i] = start * end
+    return weights
 
 
-def reference_nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch.Tensor:
+def reference_nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: int | None = None) -> torch.Tensor:
     """Every cell's PSF convolved (spatially, replicated borders) with the whole image, blended by tent weights."""
     batch, channels, height, width = image.shape
     rows, cols, size = psfs.shape[1:4]
     radius = size // 2
     padded = F.pad(image.double(), (radius,) * 4, mode="replicate")
-    w_rows, w_cols = tent_weights(rows, cell), tent_weights(cols, cell)
+    w_rows, w_cols = tent_weights(rows, cell, band), tent_weights(cols, cell, band)
     out = torch.zeros(batch, channels, height, width, dtype=torch.float64)
     for b in range(batch):
         for i in range(rows):
@@ -107,6 +116,21 @@ def test_nonuniform_blur_matches_per_cell_spatial_convolution(shape, cell, size)
     assert torch.allclose(nonuniform_blur(image, psfs, cell), expected, atol=2e-6)
 
 
+@pytest.mark.parametrize("shape,cell,size,band", [((1, 3, 128, 192), 64, 31, 16), ((2, 1, 64, 96), 32, 9, 32),
+                                                  ((1, 2, 48, 16), 16, 7, 2), ((1, 1, 64, 64), 64, 3, 64)])
+def test_nonuniform_blur_with_a_narrow_band_matches_per_cell_spatial_convolution(shape, cell, size, band):
+    image = images(shape[0], shape[2], shape[3])[:, :shape[1]]
+    psfs = random_psfs(shape[0], shape[2] // cell, shape[3] // cell, size)
+    expected = reference_nonuniform_blur(image, psfs, cell, band)
+    assert torch.allclose(nonuniform_blur(image, psfs, cell, band), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("band", [0, 3, 96])
+def test_nonuniform_blur_rejects_a_bad_band(band):
+    with pytest.raises(ValueError, match="blending band"):
+        nonuniform_blur(torch.rand(1, 3, 64, 64), random_psfs(1, 1, 1, 3), 64, band)
+
+
 def test_gamma_curve_matches_pow_form():
     x = torch.linspace(0, 1, 1001).view(1, 1, 1, -1).expand(1, 3, 4, -1)
     gamma = 2.2 * torch.exp(0.3 * torch.linspace(-1, 1, 4)).view(1, 1, 4, 1)
@@ -126,6 +150,15 @@ def test_soft_clip_matches_softplus_form():
     expected = y - F.softplus(sharpness * (y - 1) - 3) / sharpness
     assert torch.allclose(soft_clip(y, sharpness), expected, atol=1e-7)
     assert torch.equal(y, before)
+
+
+def test_soft_clip_gradients_match_softplus_form():
+    y = torch.linspace(-0.5, 2.0, 5001, dtype=torch.float64).requires_grad_(True)
+    sharpness = torch.tensor(55.1, dtype=torch.float64, requires_grad=True)
+    fast = torch.autograd.grad(soft_clip(y, sharpness).sum(), (y, sharpness))
+    plain = torch.autograd.grad((y - F.softplus(sharpness * (y - 1) - 3) / sharpness).sum(), (y, sharpness))
+    for a, b in zip(fast, plain):
+        assert torch.allclose(a, b, atol=1e-8)  # F.softplus is linear past z = 20; this form is exact there
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 37, 53), (3, 4, 1, 1), (2, 6, 1, 9), (1, 16, 8, 1)])
@@ -195,3 +228,11 @@ def test_gradients_match_reference():
         assert (fast[name] - reference[name]).abs().max() / scale < 1e-4, name
     assert (fast_image - reference_image).abs().max() / reference_image.abs().max() < 1e-4
     assert math.isfinite(float(fast_image.sum()))
+
+
+@pytest.mark.parametrize("shape,factor", [((2, 3, 8, 12), 2), ((1, 6, 128, 64), 2), ((1, 1, 9, 6), 3)])
+def test_mean_pool_matches_avg_pool2d(shape, factor):
+    from kernelaug.models.psf import mean_pool
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(mean_pool(x, factor), F.avg_pool2d(x, factor), atol=1e-6)

@@ -137,3 +137,20 @@ class TestCommandLine:
         result = subprocess.run([sys.executable, "-m", "kernelaug", "train", "--data", str(tmp_path / "none"),
                                  "--out", str(tmp_path / "m.safetensors")], capture_output=True, text=True)
         assert result.returncode == 2 and "none" in result.stderr
+
+
+class TestFineTuneIntoAnotherPreset:
+    def test_init_with_a_fast_preset_copies_the_shared_weights(self, pair_root, tmp_path, monkeypatch):
+        import dataclasses
+
+        from kernelaug.models import PRESETS
+
+        source = tmp_path / "source.safetensors"
+        train(_options(pair_root, source, steps=2))
+        fast = dataclasses.replace(PRESETS["psf-tiny"], blend_band=16, residual_width=0)
+        monkeypatch.setitem(PRESETS, "psf-tiny-fast", fast)
+        out = tmp_path / "fast.safetensors"
+        train(_options(pair_root, out, steps=0, init=str(source), preset="psf-tiny-fast"))
+        before, after = ka.load_model(source), ka.load_model(out)
+        assert after.config == fast and after.residual is None
+        assert torch.equal(before.basis, after.basis) and torch.equal(before.decoder[0].weight, after.decoder[0].weight)

@@ -37,7 +37,7 @@ from ..models import BlurModel, build_model, config_to_dict, get_preset
 class TrainOptions:
     data: str
     out: str
-    preset: str = "psf"
+    preset: str | None = None    # architecture preset (default "psf"); with init: the architecture to fine-tune into
     steps: int = 2000
     batch_size: int = 8
     crop: int = 256
@@ -95,6 +95,18 @@ def _basis_crops(dataset: PairedDataset, count: int):
     return torch.stack([s for s, _ in items]), torch.stack([b for _, b in items])
 
 
+def transfer_weights(source: BlurModel, target: BlurModel) -> BlurModel:
+    """Copy every tensor of ``source`` whose name and shape ``target`` shares (fine-tuning into a
+    related architecture, e.g. a fast preset); ValueError when they share none."""
+    own = target.state_dict()
+    shared = {name: tensor for name, tensor in source.state_dict().items()
+              if name in own and own[name].shape == tensor.shape}
+    if not shared:
+        raise ValueError(f"--init model ({source.config.arch}) shares no weights with the preset's architecture")
+    target.load_state_dict(shared, strict=False)
+    return target
+
+
 def _cosine_lr(options: TrainOptions, step: int) -> float:
     low = options.lr * options.min_lr_ratio
     return low + 0.5 * (options.lr - low) * (1 + math.cos(math.pi * step / max(options.steps, 1)))
@@ -142,7 +154,8 @@ def train(options: TrainOptions) -> dict:
         raise ValueError(f"batch size {options.batch_size} is not divisible by the {world} processes")
     torch.manual_seed(options.seed)
 
-    config = get_preset(options.preset)
+    preset = options.preset or "psf"
+    config = get_preset(preset)
     out = Path(options.out)
     start, elapsed = 0, 0.0
     fresh = False  # built here from the preset (not loaded): its PSF basis still needs initialising
@@ -150,11 +163,14 @@ def train(options: TrainOptions) -> dict:
         config_dict, _ = read_metadata(out)
         if config_dict != config_to_dict(config):
             raise ValueError(f"--resume: {out} was trained with another config ({config_dict}) "
-                             f"than preset {options.preset!r}")
+                             f"than preset {preset!r}")
         model = load_model(out)
     elif options.init:
-        model = load_model(options.init)
-        config = model.config
+        model = load_model(options.init).float()
+        if options.preset is None or config == model.config:
+            config = model.config
+        else:
+            model = transfer_weights(model, build_model(config))
     else:
         model = build_model(config)
         fresh = True
@@ -195,7 +211,7 @@ def train(options: TrainOptions) -> dict:
     def checkpoint(step: int, validation: dict | None) -> None:
         provenance = {
             "dataset": str(options.data), "train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
-            "preset": options.preset, "steps": step, "batch_size": options.batch_size, "crop": options.crop,
+            "preset": preset, "steps": step, "batch_size": options.batch_size, "crop": options.crop,
             "lr": options.lr, "psf_weight": options.psf_weight, "psf_prior": options.psf_prior,
             "init": options.init, "seed": options.seed, "processes": world, "wall_time_s": round(elapsed, 1),
             "validation": validation or {}, "kernelaug_version": __version__,

@@ -41,7 +41,9 @@ class PsfConfig:
     cell: int = 64
     psf_size: int = 31
     decoder_width: int = 128
-    residual_width: int = 16
+    residual_width: int = 16   # 0: no residual network
+    residual_scale: int = 1    # 2: the residual network runs at half resolution (a quarter of its cost)
+    blend_band: int = 0        # pixels over which neighbouring cells' PSFs blend; 0: the whole cell (tent)
     use_vae: bool = False
 
 
@@ -58,6 +60,10 @@ PRESETS: dict[str, ModelConfig] = {
     "psf": PsfConfig(),
     # PSFs up to 47 px: real 1280x720 footage (GoPro at 240 fps) moves up to ~45 px in 13 frames.
     "psf-wide": PsfConfig(psf_size=47),
+    # The fast operators (benchmarks/results/operator.md): PSFs blended over 16 px at cell boundaries
+    # (windows of cell + 16 px instead of two cells), a half-resolution residual network or none.
+    "psf-fast": PsfConfig(blend_band=16, residual_scale=2),
+    "psf-wide-fast": PsfConfig(psf_size=47, blend_band=16, residual_width=0),
     # Tiny variants for tests and smoke runs.
     "tiny": PaperConfig(nf=8, front_blocks=1, back_blocks=1, kernel_dim=8, extractor_blocks=1),
     "psf-tiny": PsfConfig(nf=8, front_blocks=1, extractor_blocks=1, kernel_dim=8, psf_size=9,
@@ -73,7 +79,7 @@ def config_to_dict(config: ModelConfig) -> dict:
 # refused before anything is built, so a crafted config cannot exhaust memory or time.
 _BOUNDS = {"nf": (1, 1024), "front_blocks": (0, 256), "back_blocks": (0, 256), "extractor_blocks": (0, 64),
            "kernel_dim": (1, 4096), "cell": (8, 1024), "psf_size": (1, 127), "decoder_width": (1, 4096),
-           "residual_width": (1, 1024)}
+           "residual_width": (0, 1024), "residual_scale": (1, 2), "blend_band": (0, 1024)}
 
 
 def check_config(config: ModelConfig) -> ModelConfig:
@@ -94,6 +100,9 @@ def check_config(config: ModelConfig) -> ModelConfig:
             raise ValueError(f"model config field psf_size must be odd, got {config.psf_size}")
         if config.cell & (config.cell - 1):
             raise ValueError(f"model config field cell must be a power of two, got {config.cell}")
+        if config.blend_band % 2 or config.blend_band > config.cell:
+            raise ValueError(f"model config field blend_band must be even and at most the cell "
+                             f"({config.cell}), got {config.blend_band}")
     return config
 
 

@@ -1,8 +1,11 @@
-"""Spatially varying convolution: one PSF per grid cell, blended smoothly between cell centres.
+"""Spatially varying convolution: one PSF per grid cell, blended smoothly between cells.
 
-Each cell's PSF is applied by FFT to a window twice the cell's size around it; the results are
-weighted by bilinear ("tent") weights that peak at the cell's centre and sum to one at every pixel,
-then overlap-added. Cost and memory grow linearly with the number of pixels.
+Each cell's PSF is applied by FFT to a window around the cell; the results are weighted by
+blending weights that sum to one at every pixel, then overlap-added. The weights ramp linearly
+across a band of ``band`` pixels centred on each cell boundary and are 1 elsewhere in the cell:
+``band = cell`` (the default) is bilinear ("tent") blending between cell centres, with windows of
+two cells; a narrower band keeps the PSF of a cell's interior unblended and shrinks every window
+to ``cell + band`` pixels (less FFT work). Cost and memory grow linearly with the number of pixels.
 """
 
 from __future__ import annotations
@@ -11,20 +14,18 @@ import torch
 import torch.nn.functional as F
 
 
-def cell_weights(cells: int, cell: int, device=None, dtype=None) -> torch.Tensor:
-    """1-D blending weights, shape (cells, 2 * cell): cell i's weight over the pixels
-    [(i - 0.5) * cell, (i + 1.5) * cell). Weights of all cells sum to 1 at every image pixel."""
-    length = cells * cell
-    t = (torch.arange(length, device=device, dtype=torch.float64) + 0.5) / cell - 0.5
-    lower = torch.floor(t)
-    frac = t - lower
-    lower = lower.long()
-    full = torch.zeros(cells, length, device=device, dtype=torch.float64)
-    pixels = torch.arange(length, device=device)
-    full.index_put_((lower.clamp(0, cells - 1), pixels), 1 - frac, accumulate=True)
-    full.index_put_(((lower + 1).clamp(0, cells - 1), pixels), frac, accumulate=True)
-    padded = F.pad(full, (cell // 2, cell // 2))  # windows start half a cell before each cell
-    windows = padded.unfold(1, 2 * cell, cell)  # (cells, windows, 2 * cell): keep window i of cell i
+def cell_weights(cells: int, cell: int, device=None, dtype=None, band: int | None = None) -> torch.Tensor:
+    """1-D blending weights, shape (cells, cell + band): cell i's weight over the pixels
+    [i * cell - band / 2, (i + 1) * cell + band / 2). They sum to 1 at every image pixel; the first
+    and last cells keep weight 1 up to the image's edges."""
+    band = cell if band is None else band
+    centres = torch.arange(cells * cell, device=device, dtype=torch.float64) + 0.5
+    index = torch.arange(cells, device=device, dtype=torch.float64)[:, None]
+    rise = ((centres - index * cell + band / 2) / band).clamp(0, 1)
+    fall = 1 - ((centres - (index + 1) * cell + band / 2) / band).clamp(0, 1)
+    rise[0], fall[-1] = 1, 1
+    full = F.pad(rise * fall, (band // 2, band // 2))  # windows start half a band before each cell
+    windows = full.unfold(1, cell + band, cell)  # (cells, windows, cell + band): keep window i of cell i
     index = torch.arange(cells, device=device)
     return windows[index, index].to(dtype or torch.float32)
 
@@ -41,13 +42,26 @@ def fast_fft_size(n: int) -> int:
         n += 1
 
 
-def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch.Tensor:
-    """Blur ``image`` (B, C, H, W) with per-cell PSFs ``psfs`` (B, H/cell, W/cell, K, K), K odd.
+def _overlap_add(windows: torch.Tensor, cell: int, band: int) -> torch.Tensor:
+    """Sum windows (..., cells, cell + band) placed ``cell`` apart along the last axis: (..., (cells + 1) * cell).
+
+    With band <= cell only neighbours overlap: a window's first ``band`` pixels join the previous
+    window's last ones, the rest of its first cell is its own."""
+    cells = windows.shape[-2]
+    out = windows.new_zeros(*windows.shape[:-2], cells + 1, cell)
+    out[..., :cells, :] += windows[..., :cell]
+    out[..., 1:, :band] += windows[..., cell:]
+    return out.flatten(-2)
+
+
+def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: int | None = None) -> torch.Tensor:
+    """Blur ``image`` (B, C, H, W) with per-cell PSFs ``psfs`` (B, H/cell, W/cell, K, K), K odd,
+    blended across bands of ``band`` pixels (even, at most ``cell``; default ``cell``) at cell boundaries.
 
     Convolution (not correlation): a point of light at p becomes the PSF centred at p.
     Borders are extended by replication.
 
-    Each cell's window (2 cells + the PSF's support, FFT size n) is transformed along x once per
+    Each cell's window (cell + band + the PSF's support, FFT size n) is transformed along x once per
     image row (the windows of one column of cells share their columns), then along y per window.
     After the product with the PSF spectrum and the inverse transform along y, the windows are
     weighted and overlap-added along y while still in x-frequency, so that the last inverse
@@ -55,16 +69,19 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
     transform runs along the contiguous last axis: on the CPU a transform along a strided axis is
     several times slower than a transpose followed by one along the last axis.
     """
+    band = cell if band is None else band
     batch, channels, height, width = image.shape
     rows, cols, size = psfs.shape[1], psfs.shape[2], psfs.shape[-1]
     if rows * cell != height or cols * cell != width or cell % 2:
         raise ValueError(f"PSF grid {rows}x{cols} with cell {cell} does not tile a {height}x{width} image")
+    if band % 2 or not 0 < band <= cell:
+        raise ValueError(f"blending band must be even and in (0, cell = {cell}], got {band}")
     radius = size // 2
-    window = 2 * cell + 2 * radius
+    window = cell + band + 2 * radius
     # Circular convolution of size n >= window is exact on the valid part [2 * radius, window) of a
     # window, whatever the window holds past its end: read n pixels instead of zero-padding.
     n = fast_fft_size(window)
-    lead = cell // 2 + radius
+    lead = band // 2 + radius
     tall, wide = (rows - 1) * cell + n, (cols - 1) * cell + n
     padded = F.pad(image, (lead, wide - width - lead, lead, tall - height - lead), mode="replicate")
     spectrum = torch.fft.rfft(padded.unfold(3, n, cell), dim=-1)             # B, C, tall, cols, m (x)
@@ -74,22 +91,12 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int) -> torch
     kernel = torch.fft.rfft(psfs.to(image.dtype), n=n, dim=-1)               # B, rows, cols, K (y), m
     kernel = torch.fft.fft(kernel.permute(0, 2, 4, 1, 3), n=n, dim=-1)       # B, cols, m, rows, n
     blurred = torch.fft.ifft(spectrum.mul_(kernel.unsqueeze(1)), dim=-1)[..., 2 * radius:window]
-    blurred = blurred * cell_weights(rows, cell, image.device, image.dtype)
-    # Overlap-add along y: the top half of window i and the bottom half of window i - 1 cover cell row i.
-    halves = blurred.view(batch, channels, cols, freqs, rows, 2, cell)
-    lines = blurred.new_zeros(batch, channels, cols, freqs, rows + 1, cell)
-    lines[..., :rows, :] += halves[..., 0, :]
-    lines[..., 1:, :] += halves[..., 1, :]
-    lines = lines.view(batch, channels, cols, freqs, (rows + 1) * cell).permute(0, 1, 4, 2, 3)
-    lines = torch.fft.irfft(lines, n=n, dim=-1)[..., 2 * radius:window]     # B, C, (rows+1) cell, cols, 2cell
-    lines = lines * cell_weights(cols, cell, image.device, image.dtype)
-    halves = lines.view(batch, channels, (rows + 1) * cell, cols, 2, cell)
-    out = lines.new_zeros(batch, channels, (rows + 1) * cell, cols + 1, cell)
-    out[:, :, :, :cols] += halves[..., 0, :]
-    out[:, :, :, 1:] += halves[..., 1, :]
-    out = out.view(batch, channels, (rows + 1) * cell, (cols + 1) * cell)
-    half = cell // 2
-    return out[..., half:half + height, half:half + width]
+    blurred = blurred * cell_weights(rows, cell, image.device, image.dtype, band)
+    lines = _overlap_add(blurred, cell, band)                                # B, C, cols, m, (rows + 1) cell
+    lines = torch.fft.irfft(lines.permute(0, 1, 4, 2, 3), n=n, dim=-1)[..., 2 * radius:window]
+    lines = lines * cell_weights(cols, cell, image.device, image.dtype, band)  # B, C, (rows + 1) cell, cols, .
+    out = _overlap_add(lines, cell, band)
+    return out[..., band // 2:band // 2 + height, band // 2:band // 2 + width]
 
 
 def estimate_psfs(sharp: torch.Tensor, blurry: torch.Tensor, cell: int, size: int,

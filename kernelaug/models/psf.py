@@ -64,7 +64,11 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     """A smooth min(y, 1 + 3 / sharpness): sensor saturation with a learned knee, within 0.1 % of
     the identity up to 1."""
     knee = (y - 1).mul(sharpness).sub(3)
-    return y - F.softplus(knee).div(sharpness)
+    # softplus(z) = relu(z) + log(1 + exp(-|z|)), by exp and log: F.softplus and log1p are not
+    # vectorised on the CPU (about 60x slower than exp here). Where exp(-|z|) rounds away against 1,
+    # the term it drops is below 1e-7 / sharpness.
+    softplus = knee.abs().neg().exp().add(1).log().add(knee.relu())
+    return y - softplus.div(sharpness)
 
 
 def bilinear_matrix(size: int, cells: int, device=None, dtype=None) -> torch.Tensor:
@@ -100,6 +104,13 @@ def add_upsampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
+def mean_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``F.avg_pool2d(x, factor)`` for sides divisible by ``factor``, as a reshape and a mean: several
+    times faster than avg_pool2d's CPU kernel."""
+    batch, channels, height, width = x.shape
+    return x.reshape(batch, channels, height // factor, factor, width // factor, factor).mean((3, 5))
+
+
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` for a 3x3 kernel with few output channels: one matrix
     product gives every tap's contribution, nine shifted adds sum them. On the CPU several times
@@ -127,7 +138,7 @@ class BlurParameters:
     log_gain: torch.Tensor   # (B, 1, h, w)
     log_gamma: torch.Tensor  # (B, 1, h, w): local gamma = global gamma * exp(log_gamma)
     boost: torch.Tensor      # (B, 1, h, w): highlight expansion above the knee
-    features: torch.Tensor   # (B, R, h, w): per-cell bias of the residual network
+    features: torch.Tensor | None  # (B, R, h, w): per-cell bias of the residual network (None without one)
 
 
 class PsfBlurModel(BlurModel):
@@ -165,19 +176,22 @@ class PsfBlurModel(BlurModel):
         self.decoder = nn.Sequential(nn.Conv2d(dim, width, 1), lrelu(), nn.Conv2d(width, width, 1), lrelu())
         self.gain_head = nn.Conv2d(width, 1, 1)
         self.tone_head = nn.Conv2d(width, 2, 1)  # log-gamma offset, highlight boost
-        self.feature_head = nn.Conv2d(width, config.residual_width, 1)
+        r = config.residual_width
+        self.feature_head = nn.Conv2d(width, r, 1) if r else None
         for head in (self.gain_head, self.tone_head, self.feature_head):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            if head is not None:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
         with torch.no_grad():
             self.tone_head.bias[1] = -6.0  # boost starts near zero
         self.gamma_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.2))))  # gamma = 1 + softplus = 2.2
         self.sharpness_raw = nn.Parameter(torch.tensor(math.log(50.0)))
         self.knee_raw = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))  # sigmoid -> 0.9
-        r = config.residual_width
-        self.residual = nn.Sequential(nn.Conv2d(6, r, 3, 1, 1), lrelu(), nn.Conv2d(r, 3, 3, 1, 1))
-        nn.init.zeros_(self.residual[-1].weight)
-        nn.init.zeros_(self.residual[-1].bias)
+        # For what PSFs cannot express; at half resolution (residual_scale 2) or not at all (width 0).
+        self.residual = nn.Sequential(nn.Conv2d(6, r, 3, 1, 1), lrelu(), nn.Conv2d(r, 3, 3, 1, 1)) if r else None
+        if self.residual is not None:
+            nn.init.zeros_(self.residual[-1].weight)
+            nn.init.zeros_(self.residual[-1].bias)
 
     @property
     def gamma(self) -> torch.Tensor:
@@ -227,7 +241,8 @@ class PsfBlurModel(BlurModel):
         hidden = self.decoder(code)
         tone = self.tone_head(hidden)
         return BlurParameters(psf=psf, log_gain=self.gain_head(hidden), log_gamma=0.3 * torch.tanh(tone[:, :1]),
-                              boost=4 * torch.sigmoid(tone[:, 1:]), features=self.feature_head(hidden))
+                              boost=4 * torch.sigmoid(tone[:, 1:]),
+                              features=None if self.feature_head is None else self.feature_head(hidden))
 
     def psf(self, code: torch.Tensor) -> torch.Tensor:
         """The PSF of every cell of ``code``: (B, h, w, K, K), non-negative, each summing to 1."""
@@ -245,22 +260,45 @@ class PsfBlurModel(BlurModel):
         eps = 1e-5  # keeps the gradient finite at zero taps; its constant share is subtracted
         return psf.add(eps).sqrt().sum((-1, -2)).mean() - psf.shape[-1] ** 2 * eps ** 0.5
 
-    def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
-        """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
+    # The stages of F, in order (render runs them; benchmarks/bench_operator.py times them one by one).
+    def tone_maps(self, params: BlurParameters, size: tuple[int, int]) -> tuple[GammaCurve, torch.Tensor, torch.Tensor]:
+        """The per-pixel gamma curve, highlight boost and log-gain, upsampled from the cells."""
         # The per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
-        maps = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), sharp.shape[-2:])
-        log_gamma, boost, log_gain = maps[:, :1], maps[:, 1:2], maps[:, 2:3]
-        curve = GammaCurve(log_gamma.exp().mul(self.gamma))
+        maps = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), size)
+        return GammaCurve(maps[:, :1].exp().mul(self.gamma)), maps[:, 1:2], maps[:, 2:3]
+
+    def tone_in(self, sharp: torch.Tensor, curve: GammaCurve, boost: torch.Tensor) -> torch.Tensor:
+        """Display -> linear light, highlights above the knee boosted (they streak brighter than 1)."""
         knee = torch.sigmoid(self.knee_raw)
         linear = curve.to_linear(sharp)
-        linear = torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
-        linear = nonuniform_blur(linear, params.psf, self.cell).mul(log_gain.exp())
-        blurred = curve.to_display(soft_clip(linear, self.sharpness_raw.exp()))
+        return torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
+
+    def blur(self, linear: torch.Tensor, params: BlurParameters) -> torch.Tensor:
+        """The spatially varying PSFs, blended between cells."""
+        return nonuniform_blur(linear, params.psf, self.cell, self.config.blend_band or None)
+
+    def tone_out(self, linear: torch.Tensor, curve: GammaCurve, log_gain: torch.Tensor) -> torch.Tensor:
+        """Exposure gain, sensor saturation, linear light -> display."""
+        return curve.to_display(soft_clip(linear.mul(log_gain.exp()), self.sharpness_raw.exp()))
+
+    def correct(self, blurred: torch.Tensor, sharp: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """The residual network's correction for what PSFs cannot express (at residual_scale)."""
+        if self.residual is None:
+            return blurred
         first, act, last = self.residual
-        hidden = act(add_upsampled(first(torch.cat((blurred, sharp), dim=1)), params.features))
-        if hidden.device.type == "cpu":
-            return blurred + conv3x3_by_taps(hidden, last.weight, last.bias)
-        return blurred + last(hidden)
+        scale = self.config.residual_scale
+        inputs = torch.cat((blurred, sharp) if scale == 1 else (mean_pool(blurred, scale), mean_pool(sharp, scale)), 1)
+        hidden = act(add_upsampled(first(inputs), features))
+        correction = conv3x3_by_taps(hidden, last.weight, last.bias) if hidden.device.type == "cpu" else last(hidden)
+        if scale > 1:
+            return add_upsampled(blurred, correction)
+        return blurred + correction
+
+    def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
+        """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
+        curve, boost, log_gain = self.tone_maps(params, sharp.shape[-2:])
+        linear = self.blur(self.tone_in(sharp, curve, boost), params)
+        return self.correct(self.tone_out(linear, curve, log_gain), sharp, params.features)
 
     def apply(self, sharp, code):
         self.check_code(sharp, code)
