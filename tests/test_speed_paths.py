@@ -80,12 +80,17 @@ def reference_render(model, sharp, params):
     knee = torch.sigmoid(model.knee_raw)
     linear = reference_to_linear(sharp, gamma)
     linear = linear + upsample(params.boost) * F.relu(linear - knee) / (1 - knee)
-    linear = nonuniform_blur(linear, params.psf, model.cell) * upsample(params.log_gain).exp()
+    linear = nonuniform_blur(linear, params.psf, model.cell, model.config.blend_band or None) \
+        * upsample(params.log_gain).exp()
     sharpness = model.sharpness_raw.exp()
     linear = linear - F.softplus(sharpness * (linear - 1) - 3) / sharpness
     blurred = reference_to_display(linear, gamma)
-    hidden = model.residual[0](torch.cat((blurred, sharp), dim=1)) + upsample(params.features)
-    return blurred + model.residual[1:](hidden)
+    if model.residual is None:
+        return blurred
+    inputs = F.avg_pool2d(torch.cat((blurred, sharp), dim=1), model.config.residual_scale)
+    features = F.interpolate(params.features, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+    correction = model.residual[1:](model.residual[0](inputs) + features)
+    return blurred + F.interpolate(correction, size=sharp.shape[-2:], mode="bilinear", align_corners=False)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -236,3 +241,20 @@ def test_mean_pool_matches_avg_pool2d(shape, factor):
 
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
     assert torch.allclose(mean_pool(x, factor), F.avg_pool2d(x, factor), atol=1e-6)
+
+
+def test_cached_weights_built_in_inference_mode_still_train():
+    """bilinear_matrix and cell_weights are cached: a first call under inference_mode (the transforms)
+    must not leave inference tensors that a later autograd pass (training, blind deblurring) refuses."""
+    from kernelaug.models.nonuniform import cell_weights
+    from kernelaug.models.psf import bilinear_matrix
+
+    bilinear_matrix.cache_clear()
+    cell_weights.cache_clear()
+    model = build_model("psf-tiny")
+    sharp = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        model.apply(sharp, torch.randn(1, *model.code_shape(64, 64)))
+    code = torch.randn(1, *model.code_shape(64, 64), requires_grad=True)
+    model.apply(sharp, code).sum().backward()
+    assert code.grad is not None and torch.isfinite(code.grad).all()

@@ -60,10 +60,10 @@ PRESETS: dict[str, ModelConfig] = {
     "psf": PsfConfig(),
     # PSFs up to 47 px: real 1280x720 footage (GoPro at 240 fps) moves up to ~45 px in 13 frames.
     "psf-wide": PsfConfig(psf_size=47),
-    # The fast operators (benchmarks/results/operator.md): PSFs blended over 16 px at cell boundaries
-    # (windows of cell + 16 px instead of two cells), a half-resolution residual network or none.
+    # The fast operators, shipped (benchmarks/results/operator.md): PSFs blended over 16 px at cell
+    # boundaries (FFT windows of cell + 16 px instead of two cells), the residual network at half resolution.
     "psf-fast": PsfConfig(blend_band=16, residual_scale=2),
-    "psf-wide-fast": PsfConfig(psf_size=47, blend_band=16, residual_width=0),
+    "psf-wide-fast": PsfConfig(psf_size=47, blend_band=16, residual_scale=2),
     # Tiny variants for tests and smoke runs.
     "tiny": PaperConfig(nf=8, front_blocks=1, back_blocks=1, kernel_dim=8, extractor_blocks=1),
     "psf-tiny": PsfConfig(nf=8, front_blocks=1, extractor_blocks=1, kernel_dim=8, psf_size=9,

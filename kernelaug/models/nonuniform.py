@@ -10,24 +10,30 @@ to ``cell + band`` pixels (less FFT work). Cost and memory grow linearly with th
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 
+@functools.lru_cache(maxsize=64)
 def cell_weights(cells: int, cell: int, device=None, dtype=None, band: int | None = None) -> torch.Tensor:
     """1-D blending weights, shape (cells, cell + band): cell i's weight over the pixels
     [i * cell - band / 2, (i + 1) * cell + band / 2). They sum to 1 at every image pixel; the first
-    and last cells keep weight 1 up to the image's edges."""
-    band = cell if band is None else band
-    centres = torch.arange(cells * cell, device=device, dtype=torch.float64) + 0.5
-    index = torch.arange(cells, device=device, dtype=torch.float64)[:, None]
-    rise = ((centres - index * cell + band / 2) / band).clamp(0, 1)
-    fall = 1 - ((centres - (index + 1) * cell + band / 2) / band).clamp(0, 1)
-    rise[0], fall[-1] = 1, 1
-    full = F.pad(rise * fall, (band // 2, band // 2))  # windows start half a band before each cell
-    windows = full.unfold(1, cell + band, cell)  # (cells, windows, cell + band): keep window i of cell i
-    index = torch.arange(cells, device=device)
-    return windows[index, index].to(dtype or torch.float32)
+    and last cells keep weight 1 up to the image's edges. Cached per shape, device and dtype;
+    callers must not write into it."""
+    # Built outside inference mode: the cached tensor is also used in autograd graphs.
+    with torch.inference_mode(False):
+        band = cell if band is None else band
+        centres = torch.arange(cells * cell, device=device, dtype=torch.float64) + 0.5
+        index = torch.arange(cells, device=device, dtype=torch.float64)[:, None]
+        rise = ((centres - index * cell + band / 2) / band).clamp(0, 1)
+        fall = 1 - ((centres - (index + 1) * cell + band / 2) / band).clamp(0, 1)
+        rise[0], fall[-1] = 1, 1
+        full = F.pad(rise * fall, (band // 2, band // 2))  # windows start half a band before each cell
+        windows = full.unfold(1, cell + band, cell)  # (cells, windows, cell + band): keep window i of cell i
+        index = torch.arange(cells, device=device)
+        return windows[index, index].to(dtype or torch.float32)
 
 
 def fast_fft_size(n: int) -> int:

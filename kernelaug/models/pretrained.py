@@ -28,16 +28,16 @@ PRETRAINED: dict[str, PretrainedEntry] = {
             name="synth-small",
             model_file="synth-small.safetensors",
             bank_file="synth-small.bank.h5",
-            sha256="57d491ff906753aafbaf0855033df185100a8e5199fb20a5d1d73751f9eda471",
-            description="psf preset trained on the synthetic camera-shake set (make-synthetic --seed 2026); "
+            sha256="8a137bbd42c86a3049e37a25cb71d296f85c33f29f4c4ff55f4685075f152742",
+            description="psf-fast preset trained on the synthetic camera-shake set (make-synthetic --seed 2026); "
                         "see pretrained/README.md",
         ),
         PretrainedEntry(
             name="gopro-small",
             model_file="gopro-small.safetensors",
             bank_file="gopro-small.bank.h5",
-            sha256="af727e4e08abfa0a8594fb5e32cf40f7e6e96cfcd783ec49d54594ac2307519f",
-            description="psf-wide preset trained on real GoPro Hero4 240 fps frames (GoPro dataset, Nah et al. "
+            sha256="d198c10b10ca3f2803d15ca1d151d21bf171de48287d3d8b0a2c7cf177716b00",
+            description="psf-wide-fast preset trained on real GoPro Hero4 240 fps frames (GoPro dataset, Nah et al. "
                         "CVPR 2017, sequence GOPR0477_11_00); see pretrained/README.md",
         ),
     )

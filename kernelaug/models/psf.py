@@ -15,6 +15,7 @@ its first training step, and trains in minutes on a CPU.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -71,18 +72,22 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     return y - softplus.div(sharpness)
 
 
+@functools.lru_cache(maxsize=64)
 def bilinear_matrix(size: int, cells: int, device=None, dtype=None) -> torch.Tensor:
     """(size, cells): the weights of ``F.interpolate(mode="bilinear", align_corners=False)`` along one
-    axis, from ``cells`` samples to ``size``."""
-    src = ((torch.arange(size, device=device, dtype=torch.float32) + 0.5) * (cells / size) - 0.5).clamp_min(0)
-    lower = src.floor().long().clamp_max(cells - 1)
-    upper = (lower + 1).clamp_max(cells - 1)
-    frac = src - lower
-    rows = torch.arange(size, device=device)
-    matrix = torch.zeros(size, cells, device=device, dtype=torch.float32)
-    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
-    matrix.index_put_((rows, upper), frac, accumulate=True)
-    return matrix.to(dtype or torch.float32)
+    axis, from ``cells`` samples to ``size``. Cached per shape, device and dtype (F builds the same few
+    on every call); callers must not write into it."""
+    # Built outside inference mode: the cached tensor is also used in autograd graphs.
+    with torch.inference_mode(False):
+        src = ((torch.arange(size, device=device, dtype=torch.float32) + 0.5) * (cells / size) - 0.5).clamp_min(0)
+        lower = src.floor().long().clamp_max(cells - 1)
+        upper = (lower + 1).clamp_max(cells - 1)
+        frac = src - lower
+        rows = torch.arange(size, device=device)
+        matrix = torch.zeros(size, cells, device=device, dtype=torch.float32)
+        matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
+        matrix.index_put_((rows, upper), frac, accumulate=True)
+        return matrix.to(dtype or torch.float32)
 
 
 def upsample_bilinear(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -105,10 +110,10 @@ def add_upsampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def mean_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """``F.avg_pool2d(x, factor)`` for sides divisible by ``factor``, as a reshape and a mean: several
-    times faster than avg_pool2d's CPU kernel."""
-    batch, channels, height, width = x.shape
-    return x.reshape(batch, channels, height // factor, factor, width // factor, factor).mean((3, 5))
+    """``F.avg_pool2d(x, factor)`` for sides divisible by ``factor``, as strided slices added along
+    each axis: several times faster on the CPU than avg_pool2d or a mean over a reshaped view."""
+    rows = sum(x[..., i::factor] for i in range(factor))
+    return sum(rows[..., i::factor, :] for i in range(factor)) / factor ** 2
 
 
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
