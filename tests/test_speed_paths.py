@@ -258,3 +258,22 @@ def test_cached_weights_built_in_inference_mode_still_train():
     code = torch.randn(1, *model.code_shape(64, 64), requires_grad=True)
     model.apply(sharp, code).sum().backward()
     assert code.grad is not None and torch.isfinite(code.grad).all()
+
+
+def test_in_place_inference_paths_equal_the_autograd_paths():
+    """Outside autograd the tone curves and the soft clip work in place; they must give the same
+    images as the out-of-place forms autograd uses, and leave their inputs alone."""
+    model = build_model("psf-tiny")
+    sharp = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(4)) * 1.1
+    code = torch.randn(2, *model.code_shape(64, 128), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+        before = sharp.clone()
+        fast = model.apply(sharp.clamp(0, 1), code)
+    assert torch.equal(sharp, before)
+    graph = model.apply(sharp.clamp(0, 1).requires_grad_(True), code)
+    assert torch.allclose(fast, graph.detach(), atol=1e-6)
+    y = torch.linspace(-0.5, 2.0, 501)
+    assert torch.allclose(soft_clip(y, torch.tensor(40.0)),
+                          soft_clip(y.clone().requires_grad_(True), torch.tensor(40.0)).detach(), atol=1e-7)

@@ -97,10 +97,10 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
     kernel = torch.fft.rfft(psfs.to(image.dtype), n=n, dim=-1)               # B, rows, cols, K (y), m
     kernel = torch.fft.fft(kernel.permute(0, 2, 4, 1, 3), n=n, dim=-1)       # B, cols, m, rows, n
     blurred = torch.fft.ifft(spectrum.mul_(kernel.unsqueeze(1)), dim=-1)[..., 2 * radius:window]
-    blurred = blurred * cell_weights(rows, cell, image.device, image.dtype, band)
+    blurred = blurred.mul_(cell_weights(rows, cell, image.device, image.dtype, band))  # in place: the ifft's own output
     lines = _overlap_add(blurred, cell, band)                                # B, C, cols, m, (rows + 1) cell
     lines = torch.fft.irfft(lines.permute(0, 1, 4, 2, 3), n=n, dim=-1)[..., 2 * radius:window]
-    lines = lines * cell_weights(cols, cell, image.device, image.dtype, band)  # B, C, (rows + 1) cell, cols, .
+    lines = lines.mul_(cell_weights(cols, cell, image.device, image.dtype, band))  # B, C, (rows + 1) cell, cols, .
     out = _overlap_add(lines, cell, band)
     return out[..., band // 2:band // 2 + height, band // 2:band // 2 + width]
 

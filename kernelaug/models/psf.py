@@ -35,7 +35,9 @@ class GammaCurve:
     """The display <-> linear-light curve of a (per-pixel) gamma, 0 -> 0 and 1 -> 1 both ways.
 
     Its constants (powers of the gamma) are computed once, by exp/log, and shared by both
-    directions: F converts to linear light and back with the same gamma map.
+    directions: F converts to linear light and back with the same gamma map. Outside autograd the
+    curves (and F's other elementwise stages) work in place on their own first result: each
+    full-size temporary costs page faults on the CPU (see kernelaug.allocator).
     """
 
     def __init__(self, gamma: torch.Tensor):
@@ -46,10 +48,16 @@ class GammaCurve:
 
     def to_linear(self, x: torch.Tensor) -> torch.Tensor:
         """Display -> linear light; exact inverse of :meth:`to_display`."""
-        return torch.addcmul(self.low, x, self.span).log().mul(self.gamma).exp().sub(_GAMMA_EPS)
+        out = torch.addcmul(self.low, x, self.span)
+        if out.requires_grad:
+            return out.log().mul(self.gamma).exp().sub(_GAMMA_EPS)
+        return out.log_().mul_(self.gamma).exp_().sub_(_GAMMA_EPS)
 
     def to_display(self, y: torch.Tensor) -> torch.Tensor:
-        return y.clamp_min(0).add(_GAMMA_EPS).log().mul(self.inverse).exp().sub(self.low).div(self.span)
+        out = y.clamp_min(0)
+        if out.requires_grad:
+            return out.add(_GAMMA_EPS).log().mul(self.inverse).exp().sub(self.low).div(self.span)
+        return out.add_(_GAMMA_EPS).log_().mul_(self.inverse).exp_().sub_(self.low).div_(self.span)
 
 
 def to_linear(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -68,8 +76,10 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     # softplus(z) = relu(z) + log(1 + exp(-|z|)), by exp and log: F.softplus and log1p are not
     # vectorised on the CPU (about 60x slower than exp here). Where exp(-|z|) rounds away against 1,
     # the term it drops is below 1e-7 / sharpness.
-    softplus = knee.abs().neg().exp().add(1).log().add(knee.relu())
-    return y - softplus.div(sharpness)
+    if knee.requires_grad:
+        return y - knee.abs().neg().exp().add(1).log().add(knee.relu()).div(sharpness)
+    softplus = knee.abs().neg_().exp_().add_(1).log_().add_(knee.relu_())
+    return softplus.div_(sharpness).neg_().add_(y)
 
 
 @functools.lru_cache(maxsize=64)
@@ -276,7 +286,9 @@ class PsfBlurModel(BlurModel):
         """Display -> linear light, highlights above the knee boosted (they streak brighter than 1)."""
         knee = torch.sigmoid(self.knee_raw)
         linear = curve.to_linear(sharp)
-        return torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
+        if linear.requires_grad or boost.requires_grad:
+            return torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
+        return linear.addcmul_(boost, (linear - knee).relu_().div_(1 - knee))
 
     def blur(self, linear: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """The spatially varying PSFs, blended between cells."""
