@@ -28,7 +28,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_models.py && $(PY) benchmarks/bench_bank.py && $(PY) benchmarks/bench_transforms.py \
-		&& $(PY) benchmarks/bench_allocator.py && $(PY) benchmarks/bench_augment.py
+		&& $(PY) benchmarks/bench_operator.py && $(PY) benchmarks/bench_allocator.py && $(PY) benchmarks/bench_augment.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
