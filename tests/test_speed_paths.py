@@ -274,6 +274,11 @@ def test_in_place_inference_paths_equal_the_autograd_paths():
     assert torch.equal(sharp, before)
     graph = model.apply(sharp.clamp(0, 1).requires_grad_(True), code)
     assert torch.allclose(fast, graph.detach(), atol=1e-6)
+    gamma = torch.tensor(2.2, requires_grad=True)  # a curve with a trainable gamma on a plain image
+    curve = to_display(torch.linspace(0, 1, 11), gamma)
+    curve.sum().backward()
+    assert gamma.grad is not None and torch.allclose(curve.detach(), reference_to_display(torch.linspace(0, 1, 11), 2.2),
+                                                     atol=1e-6)
     y = torch.linspace(-0.5, 2.0, 501)
     assert torch.allclose(soft_clip(y, torch.tensor(40.0)),
                           soft_clip(y.clone().requires_grad_(True), torch.tensor(40.0)).detach(), atol=1e-7)

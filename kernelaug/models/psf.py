@@ -55,7 +55,7 @@ class GammaCurve:
 
     def to_display(self, y: torch.Tensor) -> torch.Tensor:
         out = y.clamp_min(0)
-        if out.requires_grad:
+        if out.requires_grad or self.inverse.requires_grad:
             return out.add(_GAMMA_EPS).log().mul(self.inverse).exp().sub(self.low).div(self.span)
         return out.add_(_GAMMA_EPS).log_().mul_(self.inverse).exp_().sub_(self.low).div_(self.span)
 
