@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from kernelaug.runinfo import machine_info
@@ -27,3 +28,19 @@ def write_results(name: str, payload: dict, markdown: str) -> Path:
     header = f"Command: `{payload['command']}`\n\nMachine: {json.dumps(payload['machine'])}\n\n"
     (RESULTS / f"{name}.md").write_text(header + markdown + "\n")
     return RESULTS / f"{name}.md"
+
+
+def best_per_call(fn, calls: int, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best process CPU seconds per call over ``repeats`` rounds of ``calls``.
+
+    CPU time (all threads of this process) is the steadier figure on a shared machine: time spent
+    waiting for a core while other jobs run is not counted in it."""
+    fn()  # warm-up
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+        best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
+    return best, best_cpu

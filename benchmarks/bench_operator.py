@@ -20,24 +20,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
 
-from _common import write_results
+from _common import best_per_call, write_results
 import kernelaug as ka
 from kernelaug.models.nonuniform import fast_fft_size
 
 
 def best_ms(fn, calls: int, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e3
+    return best_per_call(fn, calls, repeats)[0] * 1e3
 
 
 def fft_flops(n: int, count: int, real: bool) -> float:

@@ -30,31 +30,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from _common import write_results
+from _common import best_per_call, write_results
 import kernelaug as ka
 from kernelaug.bank import BankWriter
-
-
-def best_per_call(fn, calls: int, repeats: int) -> tuple[float, float]:
-    """Best wall-clock and best process CPU seconds per call over ``repeats`` rounds of ``calls``.
-
-    CPU time (all threads of this process) is the steadier figure on a shared machine: time spent
-    waiting for a core while other jobs run is not counted in it."""
-    fn()  # warm-up
-    best, best_cpu = float("inf"), float("inf")
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-        best_cpu = min(best_cpu, (time.process_time() - start_cpu) / calls)
-    return best, best_cpu
 
 
 def test_image(size: int) -> np.ndarray:

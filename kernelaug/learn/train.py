@@ -166,7 +166,7 @@ def train(options: TrainOptions) -> dict:
                              f"than preset {preset!r}")
         model = load_model(out)
     elif options.init:
-        model = load_model(options.init).float()
+        model = load_model(options.init)
         if options.preset is None or config == model.config:
             config = model.config
         else:

@@ -91,7 +91,6 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
     tall, wide = (rows - 1) * cell + n, (cols - 1) * cell + n
     padded = F.pad(image, (lead, wide - width - lead, lead, tall - height - lead), mode="replicate")
     spectrum = torch.fft.rfft(padded.unfold(3, n, cell), dim=-1)             # B, C, tall, cols, m (x)
-    freqs = spectrum.shape[-1]
     spectrum = spectrum.permute(0, 1, 3, 4, 2).contiguous()                  # B, C, cols, m, tall
     spectrum = torch.fft.fft(spectrum.unfold(4, n, cell), dim=-1)           # B, C, cols, m, rows, n (y)
     kernel = torch.fft.rfft(psfs.to(image.dtype), n=n, dim=-1)               # B, rows, cols, K (y), m

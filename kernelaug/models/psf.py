@@ -136,8 +136,8 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 def mean_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``F.avg_pool2d(x, factor)`` for sides divisible by ``factor``, as strided slices added along
     each axis: several times faster on the CPU than avg_pool2d or a mean over a reshaped view."""
-    rows = sum(x[..., i::factor] for i in range(factor))
-    return sum(rows[..., i::factor, :] for i in range(factor)) / factor ** 2
+    rows = functools.reduce(torch.add, (x[..., i::factor] for i in range(factor)))
+    return functools.reduce(torch.add, (rows[..., i::factor, :] for i in range(factor))) / factor ** 2
 
 
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -321,11 +321,7 @@ class PsfBlurModel(BlurModel):
         inputs = torch.cat((blurred, sharp) if scale == 1 else (mean_pool(blurred, scale), mean_pool(sharp, scale)), 1)
         hidden = act(add_upsampled(first(inputs), features))
         correction = conv3x3_by_taps(hidden, last.weight, last.bias) if hidden.device.type == "cpu" else last(hidden)
-        if scale == 2:
-            return blurred + upsample2x(correction)
-        if scale > 1:
-            return add_upsampled(blurred, correction)
-        return blurred + correction
+        return blurred + (upsample2x(correction) if scale == 2 else correction)  # residual_scale is 1 or 2
 
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
