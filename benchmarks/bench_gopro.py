@@ -1,9 +1,9 @@
 """Reconstruction of real GoPro blur: PSNR of F(x, G(x, y)) vs y on real pairs, per model, crops and whole frames.
 
 Run: python benchmarks/bench_gopro.py --data ../shared/data/gopro/pairs [--models gopro-small synth-small]
-Writes benchmarks/results/gopro_reconstruction.{json,md}. With --optimise-codes N the crop rows also report
-F's ceiling: the PSNR of F(x, k*) with k* = G(x, y) refined by N Adam steps on |F(x, k) - y| (what a perfect
-extractor could reach with this operator; the gap to F(x, G(x, y)) is G's error). The pairs of --dependent (default: the four GOPR0477
+Writes benchmarks/results/gopro_reconstruction.{json,md}. With --refine N the crop rows also report F(x, k_N),
+k_N = G(x, y) refined by N gradient steps on |F(x, k) - y| (kernelaug.learn.refine, as `kernelaug evaluate
+--refine N` does; the gap to F(x, G(x, y)) is what G's one-shot code leaves). The pairs of --dependent (default: the four GOPR0477
 pairs with S = 165, 171, 178, 198, made from the frames gopro-small was trained on) are reported apart from
 the independent ones. Whole frames are 1280x720 cut to 1280x704 (a multiple of the 64-px code cell).
 """
@@ -19,27 +19,10 @@ import torch
 from _common import write_results
 from kernelaug.data.pairs import find_pairs
 from kernelaug.learn.evaluate import evaluate, load_crops
-from kernelaug.metrics import psnr
 from kernelaug.models import load_model
 
 DEPENDENT = ("*/GOPR0477_11_00/st_frame-165_*", "*/GOPR0477_11_00/st_frame-171_*",
              "*/GOPR0477_11_00/st_frame-178_*", "*/GOPR0477_11_00/st_frame-198_*")
-
-
-def optimised_psnr(model, sharp: torch.Tensor, blurry: torch.Tensor, steps: int) -> float:
-    """PSNR of F(x, k) vs y after refining k = G(x, y) by ``steps`` Adam steps on the L1 error."""
-    x, y = sharp[None], blurry[None]
-    with torch.no_grad():
-        code = model.extract(x, y)
-    code.requires_grad_(True)
-    optimiser = torch.optim.Adam([code], lr=0.05)
-    for _ in range(steps):
-        loss = (model.apply(x, code) - y).abs().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    with torch.no_grad():
-        return psnr(model.apply(x, code).clamp(0, 1), y).item()
 
 
 def main() -> None:
@@ -49,8 +32,8 @@ def main() -> None:
     parser.add_argument("--dependent", nargs="*", default=list(DEPENDENT),
                         help="globs of pair ids that share frames with the training data")
     parser.add_argument("--crops", nargs="+", type=int, default=[256, 100_000], help="centre-crop sides (large: whole)")
-    parser.add_argument("--optimise-codes", type=int, default=0, metavar="N",
-                        help="also refine each crop's code by N Adam steps (F's ceiling; crops under 1000 px only)")
+    parser.add_argument("--refine", type=int, default=0, metavar="N",
+                        help="also score codes refined by N gradient steps (crops under 1000 px only)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     pairs = find_pairs(args.data)
@@ -65,23 +48,27 @@ def main() -> None:
                     continue
                 sharps, blurries = load_crops(members, crop, model.cell)
                 result = evaluate(model, sharps, blurries, per_pair=True)
-                if args.optimise_codes and crop < 1000:
-                    result["optimised_psnr_per_pair"] = [optimised_psnr(model, a, b, args.optimise_codes)
-                                                         for a, b in zip(sharps, blurries)]
-                    result["optimised_psnr"] = float(np.mean(result["optimised_psnr_per_pair"]))
+                if args.refine and crop < 1000:
+                    refined = evaluate(model, sharps, blurries, per_pair=True, refine=args.refine)
+                    result["refined_psnr"] = refined["recon_psnr"]
+                    result["refined_psnr_per_pair"] = refined["recon_psnr_per_pair"]
+                    result["refine_steps"] = args.refine
                 rows.append({"model": name, "crop": "whole" if crop >= 10_000 else crop,
                              "size": list(sharps[0].shape[1:]), "group": group, "pair_ids": [p.pair_id for p in members],
                              **result})
                 print(rows[-1]["model"], rows[-1]["crop"], group, f"{result['recon_psnr']:.2f}",
                       f"{result['blurry_psnr']:.2f}", flush=True)
     lines = ["| model | pairs | crop | F(x, G(x, y)) vs y | blurry vs sharp | gain | per pair gain (dB) | "
-             "F(x, k*) (code optimised) |", "|---|---|---|---|---|---|---|---|"]
+             f"G refined by {args.refine} steps | its gain | per pair gain (dB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        gains = np.array(r["recon_psnr_per_pair"]) - np.array(r["blurry_psnr_per_pair"])
+        blurry = np.array(r["blurry_psnr_per_pair"])
+        gains = np.array(r["recon_psnr_per_pair"]) - blurry
         lines.append(f"| {r['model']} | {r['group']} ({r['pairs']}) | {r['crop']} ({r['size'][1]}x{r['size'][0]}) "
                      f"| {r['recon_psnr']:.2f} dB | {r['blurry_psnr']:.2f} dB | **{r['recon_psnr'] - r['blurry_psnr']:+.2f} dB** "
                      f"| {', '.join(f'{g:+.1f}' for g in gains)} | "
-                     + (f"{r['optimised_psnr']:.2f} dB |" if "optimised_psnr" in r else "- |"))
+                     + (f"{r['refined_psnr']:.2f} dB | **{r['refined_psnr'] - r['blurry_psnr']:+.2f} dB** | "
+                        + ", ".join(f"{g:+.1f}" for g in np.array(r["refined_psnr_per_pair"]) - blurry) + " |"
+                        if "refined_psnr" in r else "- | - | - |"))
     print(write_results("gopro_reconstruction", {"data": args.data, "rows": rows}, "\n".join(lines)))
 
 

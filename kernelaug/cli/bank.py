@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import POSITIVE, SEED
+from .common import NON_NEGATIVE, POSITIVE, SEED
 from ..paths import BANK_SUFFIXES, check_output
 
 
@@ -18,7 +18,8 @@ def _cmd_extract(args) -> None:
     summary = extract_bank(args.model, args.data, args.out, crop=args.crop, crops_per_pair=args.crops_per_pair or 1,
                            tile=args.tile, batch_size=args.batch_size, device=args.device, seed=args.seed,
                            dtype=args.dtype, resume=args.resume, overwrite=args.overwrite, limit=args.limit,
-                           split=args.split, progress=not args.no_progress, rank=rank, world=world)
+                           split=args.split, progress=not args.no_progress, rank=rank, world=world,
+                           refine=args.refine)
     shard = f" (shard {rank} of {world})" if world > 1 else ""
     print(f"extracted {summary['codes_written']} codes from {summary['pairs_written']} pairs in "
           f"{summary['wall_time_s']:.1f} s ({summary['pairs_per_s']:.2f} pairs/s) -> {summary['out']}{shard}: "
@@ -61,6 +62,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction into --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bank at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--refine", type=NON_NEGATIVE, default=0, metavar="STEPS",
+                   help="refine each code by this many gradient steps on |F(x, k) - y| before storing it "
+                        "(closer codes, about 3 x STEPS applications of F per crop; default 0: G's code)")
     p.set_defaults(func=_cmd_extract)
 
     p = commands.add_parser("bank-info", help="describe a kernel bank: size, model, per-code reconstruction PSNR")

@@ -54,11 +54,11 @@ def _cmd_evaluate(args) -> None:
     pairs = find_pairs(args.data, split=args.split)
     sharps, blurries = load_crops(pairs, args.crop, model.cell, args.limit)
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, "crop": args.crop,
-              **evaluate(model, sharps, blurries, per_pair=args.json is not None)}
+              **evaluate(model, sharps, blurries, per_pair=args.json is not None, refine=args.refine)}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.figure:
-        reconstruction_figure(model, sharps, blurries, args.figure, rows=args.figure_rows)
+        reconstruction_figure(model, sharps, blurries, args.figure, rows=args.figure_rows, refine=args.refine)
     print(f"{result['pairs']} pairs: reconstruction {result['recon_psnr']:.2f} dB vs blurry-vs-sharp "
           f"{result['blurry_psnr']:.2f} dB ({result['recon_psnr'] - result['blurry_psnr']:+.2f} dB)")
 
@@ -105,4 +105,7 @@ def add_parsers(commands) -> None:
     p.add_argument("--json", help="write the numbers (with per-pair PSNRs) to this file")
     p.add_argument("--figure", help="write a PNG: sharp | true blur | reconstruction, one pair per row")
     p.add_argument("--figure-rows", type=POSITIVE, default=4)
+    p.add_argument("--refine", type=NON_NEGATIVE, default=0, metavar="STEPS",
+                   help="refine each pair's code by this many gradient steps on |F(x, k) - y| before scoring "
+                        "(test-time optimisation of G; about 3 x STEPS applications of F per pair)")
     p.set_defaults(func=_cmd_evaluate)

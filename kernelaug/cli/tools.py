@@ -7,7 +7,7 @@ from ..models.pretrained import DEFAULT_MODEL
 import json
 from pathlib import Path
 
-from .common import POSITIVE, SEED, UNIT, add_model_args, bank_code, float_in, model_and_bank
+from .common import NON_NEGATIVE, POSITIVE, SEED, UNIT, add_model_args, bank_code, float_in, model_and_bank
 from ..paths import IMAGE_SUFFIXES, check_output
 
 
@@ -26,7 +26,8 @@ def _cmd_transfer(args) -> None:
         raise ValueError("--sharp and --blurry go together")
     model, bank = model_and_bank(args, need_bank=not from_pair)
     if from_pair:
-        code = extract_pair_code(model, to_tensor(read_image(args.sharp)), to_tensor(read_image(args.blurry)))
+        code = extract_pair_code(model, to_tensor(read_image(args.sharp)), to_tensor(read_image(args.blurry)),
+                                 refine=args.refine)
         origin = f"the pair ({args.sharp}, {args.blurry})"
     else:
         code = bank_code(bank, args.index)
@@ -119,6 +120,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--grid-mode", default="resize", choices=["resize", "tile"],
                    help="fitting the code grid to C's size")
     p.add_argument("--save-code", help="also save the code as a .npy file")
+    p.add_argument("--refine", type=NON_NEGATIVE, default=0, metavar="STEPS",
+                   help="refine the pair's code by this many gradient steps on |F(x, k) - y| (100: about 10 s "
+                        "per 256x256 pair on one CPU thread)")
     p.set_defaults(func=_cmd_transfer)
 
     p = commands.add_parser("augment", help="write a GoPro-layout paired dataset: sharp images and learned blurs")

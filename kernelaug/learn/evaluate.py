@@ -11,6 +11,7 @@ import torch
 from ..data.pairs import Pair, read_pair
 from ..metrics import psnr
 from ..models import BlurModel
+from .refine import refine_codes
 
 
 def load_crops(pairs: list[Pair], crop: int, cell: int, limit: int | None = None):
@@ -29,24 +30,32 @@ def load_crops(pairs: list[Pair], crop: int, cell: int, limit: int | None = None
     return sharps, blurries
 
 
-@torch.no_grad()
-def reconstruct(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
-    """F(x, G(x, y)) for one CHW pair, clamped to [0, 1]."""
+def reconstruct(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor, refine: int = 0) -> torch.Tensor:
+    """F(x, G(x, y)) for one CHW pair, clamped to [0, 1]; with ``refine`` steps of
+    :func:`.refine.refine_codes` on G's code."""
     device = next(model.parameters()).device
     sharp, blurry = sharp[None].to(device), blurry[None].to(device)
-    return model.apply(sharp, model.extract(sharp, blurry)).clamp(0, 1)[0].cpu()
+    if refine:
+        code = refine_codes(model, sharp, blurry, refine)
+    else:
+        with torch.no_grad():
+            code = model.extract(sharp, blurry)
+    with torch.no_grad():
+        return model.apply(sharp, code).clamp(0, 1)[0].cpu()
 
 
-def evaluate(model: BlurModel, sharps, blurries, device=None, per_pair: bool = False) -> dict:
-    """Mean reconstruction PSNR of F(x, G(x, y)) vs y, and blurry-vs-sharp PSNR, over the pairs."""
+def evaluate(model: BlurModel, sharps, blurries, device=None, per_pair: bool = False, refine: int = 0) -> dict:
+    """Mean reconstruction PSNR of F(x, G(x, y)) vs y, and blurry-vs-sharp PSNR, over the pairs
+    (G's code refined by ``refine`` steps, see :mod:`.refine`)."""
     if len(sharps) == 0:
         raise ValueError("no pairs to evaluate (empty split, or --limit 0?)")
     was_training = model.training
     model.eval()
-    recon = [psnr(reconstruct(model, s, b)[None], b[None]).item() for s, b in zip(sharps, blurries)]
+    recon = [psnr(reconstruct(model, s, b, refine)[None], b[None]).item() for s, b in zip(sharps, blurries)]
     baseline = [psnr(s[None], b[None]).item() for s, b in zip(sharps, blurries)]
     model.train(was_training)
-    result = {"recon_psnr": float(np.mean(recon)), "blurry_psnr": float(np.mean(baseline)), "pairs": len(recon)}
+    result = {"recon_psnr": float(np.mean(recon)), "blurry_psnr": float(np.mean(baseline)), "pairs": len(recon),
+              "refine_steps": refine}
     if per_pair:
         result.update(recon_psnr_per_pair=recon, blurry_psnr_per_pair=baseline)
     return result
@@ -60,11 +69,12 @@ def _tile(image: torch.Tensor, label: str) -> np.ndarray:
     return bgr
 
 
-def reconstruction_figure(model: BlurModel, sharps, blurries, out: str | Path, rows: int = 4) -> Path:
+def reconstruction_figure(model: BlurModel, sharps, blurries, out: str | Path, rows: int = 4,
+                          refine: int = 0) -> Path:
     """PNG with one row per pair: sharp | true blur | F(x, G(x, y)), PSNRs against the true blur."""
     lines = []
     for sharp, blurry in list(zip(sharps, blurries))[:rows]:
-        recon = reconstruct(model, sharp, blurry)
+        recon = reconstruct(model, sharp, blurry, refine)
         lines.append(np.hstack([
             _tile(sharp, f"sharp {psnr(sharp[None], blurry[None]).item():.1f} dB"),
             _tile(blurry, "true blur"),

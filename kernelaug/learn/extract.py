@@ -34,6 +34,7 @@ from ..data.pairs import find_pairs, read_pair
 from ..device import resolve_device
 from ..metrics import psnr as psnr_db
 from ..models import BlurModel
+from .refine import refine_codes
 
 __all__ = ["extract_bank", "crop_boxes", "shard_path"]
 
@@ -99,15 +100,22 @@ def _read_batch(pairs, indices, crop, seed, crops_per_pair, tile):
     return (np.stack(sharps), np.stack(blurries), np.asarray(boxes, np.int32), np.asarray(owners, np.int64), ids)
 
 
-@torch.no_grad()
-def _encode(model: BlurModel, sharp: np.ndarray, blurry: np.ndarray, dtype: str, batch_size: int, device):
-    """Stored codes (numpy, bank dtype) and the PSNR of F(x, stored code) vs y, per crop."""
+def _encode(model: BlurModel, sharp: np.ndarray, blurry: np.ndarray, dtype: str, batch_size: int, device,
+            refine: int = 0):
+    """Stored codes (numpy, bank dtype) and the PSNR of F(x, stored code) vs y, per crop; G's codes
+    refined by ``refine`` steps of :func:`.refine.refine_codes` first."""
     codes, scores = [], []
     for start in range(0, len(sharp), batch_size):
         x = torch.from_numpy(sharp[start:start + batch_size]).to(device)
         y = torch.from_numpy(blurry[start:start + batch_size]).to(device)
-        stored = model.extract(x, y).float().cpu().numpy().astype(dtype)
-        rebuilt = model.apply(x, torch.from_numpy(stored.astype(np.float32)).to(device))
+        if refine:
+            code = refine_codes(model, x, y, refine)
+        else:
+            with torch.no_grad():
+                code = model.extract(x, y)
+        stored = code.float().cpu().numpy().astype(dtype)
+        with torch.no_grad():
+            rebuilt = model.apply(x, torch.from_numpy(stored.astype(np.float32)).to(device))
         codes.append(stored)
         scores.append(psnr_db(rebuilt.float(), y).cpu().numpy())
     return np.concatenate(codes), np.concatenate(scores).astype(np.float32)
@@ -116,7 +124,7 @@ def _encode(model: BlurModel, sharp: np.ndarray, blurry: np.ndarray, dtype: str,
 def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, tile: bool = False,
                  batch_size: int = 8, device="cpu", seed: int = 0, dtype: str = "float16", resume: bool = False,
                  overwrite: bool = False, limit: int | None = None, split: str | None = None,
-                 progress: bool = True, rank: int = 0, world: int = 1) -> dict:
+                 progress: bool = True, rank: int = 0, world: int = 1, refine: int = 0) -> dict:
     """Extract the codes of a paired dataset into a kernel bank at ``out``; return a summary dict.
 
     ``model``: a :class:`BlurModel` (moved to ``device``) or a model file / pretrained name.
@@ -127,7 +135,9 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     float32 storage. ``resume``: continue the interrupted extraction into ``out`` (same model, seed,
     crop, dtype, tiling, batch size and dataset -- by any path to it -- else ValueError); an
     existing bank is otherwise refused unless ``overwrite``, and one that another process holds
-    open always. ``rank``/``world``: this process's shard (see :func:`shard_path`).
+    open always. ``rank``/``world``: this process's shard (see :func:`shard_path`). ``refine``: refine
+    each code by that many gradient steps before storing it (:mod:`.refine`; about 3 x ``refine``
+    applications of F per crop; recorded in the bank as ``refine_steps``).
     """
     crop = _positive_int("crop", crop)
     crops_per_pair = _positive_int("crops_per_pair", crops_per_pair)
@@ -139,6 +149,8 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
         raise ValueError("choose either tile=True (tile each image) or crops_per_pair > 1 (random crops), not both")
     if limit is not None:
         limit = _positive_int("limit", limit)
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be a non-negative number of steps, got {refine!r}")
     dtype = _check_dtype(dtype)
     if not isinstance(model, BlurModel):
         model = load_model(model)
@@ -155,7 +167,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
     mine = list(range(rank, len(pairs), world))
     tiling = "tile" if tile else "random"
     fixed = {"seed": int(seed), "crops_per_pair": crops_per_pair, "tiling": tiling, "split": split or "",
-             "rank": int(rank), "world": world, "batch_size": batch_size}
+             "rank": int(rank), "world": world, "batch_size": batch_size, "refine_steps": refine}
     source = os.path.normpath(str(data))
     device = resolve_device(device, world)
 
@@ -185,7 +197,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
                 sharp, blurry, boxes, owners, ids = pending.result()
                 if k + 1 < len(batches):
                     pending = pool.submit(_read_batch, pairs, batches[k + 1], crop, seed, crops_per_pair, tile)
-                codes, scores = _encode(model, sharp, blurry, dtype, batch_size, device)
+                codes, scores = _encode(model, sharp, blurry, dtype, batch_size, device, refine)
                 writer.append(codes, pair_ids=ids, crop_boxes=boxes, psnr=scores, pair_index=owners)
                 done += len(batch)
                 written += len(codes)

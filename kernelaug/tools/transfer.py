@@ -38,11 +38,12 @@ def cell_crop(height: int, width: int, cell: int) -> tuple[int, int, int, int]:
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
-def extract_pair_code(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
+def extract_pair_code(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor, refine: int = 0) -> torch.Tensor:
     """G(sharp, blurry) for one aligned pair (1, 3, H, W) of any size -> code (1, C, h, w).
 
     The code describes the centred cell-aligned crop of the pair (see :func:`cell_crop`); a side
-    shorter than one cell is reflect-padded to a cell.
+    shorter than one cell is reflect-padded to a cell. ``refine``: gradient steps that improve G's
+    code on this pair (:func:`kernelaug.learn.refine.refine_codes`).
     """
     if sharp.shape != blurry.shape:
         raise ValueError(f"sharp and blurry images differ in shape: {tuple(sharp.shape)} vs {tuple(blurry.shape)}")
@@ -53,6 +54,10 @@ def extract_pair_code(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tenso
     pair, _ = KF.pad_to_multiple(pair, model.cell)
     dtype, device = KF._model_dtype_device(model)
     pair = pair.to(device=device, dtype=dtype)
+    if refine:
+        from ..learn.refine import refine_codes
+
+        return refine_codes(model, pair[:1], pair[1:], refine).float().cpu()
     with torch.inference_mode():
         code = model.extract(pair[:1], pair[1:])
     return code.float().cpu()
