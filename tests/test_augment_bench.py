@@ -83,6 +83,14 @@ class TestBlurredCrops:
                                      batch_blur=batch_blur, progress=False)
         assert summary["steps"] == 1 and np.isfinite(summary["loss_history"][0])
 
+    def test_checkpoint_callback_sees_the_model_in_eval_mode(self, sharp_images):
+        batch = (torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.bool))
+        seen = []
+        network, _ = train_deblurrer(build_deblurrer("nafnet", "tiny"), [batch] * 5, steps=5, scale=0.5, crop=32,
+                                     progress=False, checkpoint_every=2,
+                                     on_checkpoint=lambda step, net: seen.append((step, net.training)))
+        assert seen == [(2, False), (4, False)] and not network.training
+
     def test_finish_batch_downscales_by_area_and_centre_crops(self):
         x = torch.rand(2, 3, 40, 40)
         blurry, sharp = finish_batch(x, x.clone(), 0.5, 16)

@@ -156,7 +156,8 @@ evaluate_srn = evaluate_deblurrer
 
 def train_deblurrer(model, batches, steps: int, lr: float | None = None, device: str | torch.device = "cpu",
                     scale: float = 1.0, crop: int = 96, batch_blur=None, progress: bool = True,
-                    desc: str = "train", log_every: int = 25, min_lr_ratio: float = 1e-3) -> tuple[object, dict]:
+                    desc: str = "train", log_every: int = 25, min_lr_ratio: float = 1e-3,
+                    on_checkpoint=None, checkpoint_every: int = 0) -> tuple[object, dict]:
     """Train ``model`` for ``steps`` batches ``(blurry, sharp, deferred)`` of camera-resolution crops.
 
     Each batch goes to ``device``; samples flagged ``deferred`` are blurred there by ``batch_blur``
@@ -164,6 +165,8 @@ def train_deblurrer(model, batches, steps: int, lr: float | None = None, device:
     to ``crop`` (:func:`.blurred_crops.finish_batch`). The optimiser and loss are the network's own
     (:mod:`.nets`), with a cosine decay to ``lr * min_lr_ratio``. Returns the model in eval mode and a
     summary: loss history (mean per ``log_every`` steps), wall time, steps per second.
+    ``on_checkpoint(step, model)`` is called with the model in eval mode every ``checkpoint_every``
+    steps (e.g. to score a learning curve).
     """
     from .nets import deblurrer_loss, make_optimizer
 
@@ -199,6 +202,10 @@ def train_deblurrer(model, batches, steps: int, lr: float | None = None, device:
             history.append(float(np.mean(window)))
             bar.set_postfix(loss=f"{history[-1]:.4f}")
             window = []
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0:
+            model.eval()
+            on_checkpoint(step, model)
+            model.train()
     bar.close()
     if step < steps:
         raise ValueError(f"the loader ran out after {step} of {steps} steps; give it steps x batch size samples")
@@ -211,14 +218,15 @@ def train_deblurrer(model, batches, steps: int, lr: float | None = None, device:
 def train_with_fresh_blur(model, images: list[np.ndarray], blur, steps: int, batch_size: int, crop: int,
                           scale: float = 1.0, seed: int = 0, workers: int = 1, device: str | torch.device = "cpu",
                           batch_blur=None, lr: float | None = None, progress: bool = True,
-                          desc: str = "train") -> tuple[object, dict]:
+                          desc: str = "train", on_checkpoint=None, checkpoint_every: int = 0) -> tuple[object, dict]:
     """Train ``model`` on crops of sharp ``images`` blurred afresh per sample by ``blur`` in
     ``workers`` DataLoader workers (:class:`.blurred_crops.BlurredCrops`); with ``batch_blur`` (a
     :class:`kernelaug.LearnedBlurBatch`) learned codes are only drawn there and applied on ``device``."""
     dataset = BlurredCrops(images, blur, crop, steps * batch_size, scale, seed=seed, defer_learned=batch_blur is not None)
     loader = make_loader(dataset, batch_size, workers, seed)
     return train_deblurrer(model, loader, steps, lr=lr, device=device, scale=scale, crop=crop,
-                           batch_blur=batch_blur, progress=progress, desc=desc)
+                           batch_blur=batch_blur, progress=progress, desc=desc, on_checkpoint=on_checkpoint,
+                           checkpoint_every=checkpoint_every)
 
 
 def save_srn(model: SRNDeblur, path: str | os.PathLike, provenance: dict | None = None) -> Path:
