@@ -80,14 +80,16 @@ def main() -> None:
     def score(step, net):
         result = evaluate_deblurrer(net, test)
         curve.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "psnr": result["psnr"],
-                      "gain": result["psnr"] - result["blurry_psnr"]})
+                      "gain": result["psnr"] - result["blurry_psnr"], "blurry_psnr": result["blurry_psnr"]})
         print(f"step {step}: {result['psnr']:.2f} dB ({curve[-1]['gain']:+.2f} over blurry)", flush=True)
 
     _, summary = train_with_fresh_blur(network, train, training_blur(args.blur, args.model, args.seed), args.steps,
                                        preset.batch_size, args.crop, args.scale, seed=args.seed,
                                        workers=preset.workers, progress=False, on_checkpoint=score,
                                        checkpoint_every=args.every)
-    blurry = evaluate_deblurrer(network, test)["blurry_psnr"]
+    if not curve or curve[-1]["step"] != args.steps:
+        score(args.steps, network)  # the curve always ends at the last step
+    blurry = curve[-1]["blurry_psnr"]
     lines = [f"NAFNet `{preset.nets['nafnet']}` trained on `{args.blur}` blur: {args.steps} steps of "
              f"{preset.batch_size} crops of {args.crop} px after scale {args.scale}, one DataLoader worker, "
              f"{summary['wall_time_s'] / 60:.1f} min; test: {len(test)} held-out photographs blurred the same way, "

@@ -92,6 +92,12 @@ class TestRefineCodes:
         with torch.inference_mode(), pytest.raises(RuntimeError, match="outside torch.inference_mode"):
             refine_codes(model, sharp, blurry, 1)
 
+    def test_zero_steps_work_inside_inference_mode(self, pair):
+        """Every caller goes through refine_codes, also with 0 steps under inference mode."""
+        model, sharp, blurry = pair
+        with torch.inference_mode():
+            assert torch.equal(refine_codes(model, sharp, blurry, 0), model.extract(sharp, blurry))
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -35,11 +35,7 @@ def reconstruct(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tensor, ref
     :func:`.refine.refine_codes` on G's code."""
     device = next(model.parameters()).device
     sharp, blurry = sharp[None].to(device), blurry[None].to(device)
-    if refine:
-        code = refine_codes(model, sharp, blurry, refine)
-    else:
-        with torch.no_grad():
-            code = model.extract(sharp, blurry)
+    code = refine_codes(model, sharp, blurry, refine)
     with torch.no_grad():
         return model.apply(sharp, code).clamp(0, 1)[0].cpu()
 

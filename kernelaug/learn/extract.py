@@ -34,7 +34,7 @@ from ..data.pairs import find_pairs, read_pair
 from ..device import resolve_device
 from ..metrics import psnr as psnr_db
 from ..models import BlurModel
-from .refine import refine_codes
+from .refine import check_steps, refine_codes
 
 __all__ = ["extract_bank", "crop_boxes", "shard_path"]
 
@@ -108,12 +108,7 @@ def _encode(model: BlurModel, sharp: np.ndarray, blurry: np.ndarray, dtype: str,
     for start in range(0, len(sharp), batch_size):
         x = torch.from_numpy(sharp[start:start + batch_size]).to(device)
         y = torch.from_numpy(blurry[start:start + batch_size]).to(device)
-        if refine:
-            code = refine_codes(model, x, y, refine)
-        else:
-            with torch.no_grad():
-                code = model.extract(x, y)
-        stored = code.float().cpu().numpy().astype(dtype)
+        stored = refine_codes(model, x, y, refine).float().cpu().numpy().astype(dtype)
         with torch.no_grad():
             rebuilt = model.apply(x, torch.from_numpy(stored.astype(np.float32)).to(device))
         codes.append(stored)
@@ -149,8 +144,7 @@ def extract_bank(model, data, out, crop: int = 256, crops_per_pair: int = 1, til
         raise ValueError("choose either tile=True (tile each image) or crops_per_pair > 1 (random crops), not both")
     if limit is not None:
         limit = _positive_int("limit", limit)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be a non-negative number of steps, got {refine!r}")
+    refine = check_steps(refine)
     dtype = _check_dtype(dtype)
     if not isinstance(model, BlurModel):
         model = load_model(model)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import functional as KF
+from ..learn.refine import refine_codes
 from ..models import BlurModel
 
 __all__ = ["cell_crop", "extract_pair_code", "transfer_blur", "to_tensor", "to_uint8"]
@@ -54,13 +55,7 @@ def extract_pair_code(model: BlurModel, sharp: torch.Tensor, blurry: torch.Tenso
     pair, _ = KF.pad_to_multiple(pair, model.cell)
     dtype, device = KF._model_dtype_device(model)
     pair = pair.to(device=device, dtype=dtype)
-    if refine:
-        from ..learn.refine import refine_codes
-
-        return refine_codes(model, pair[:1], pair[1:], refine).float().cpu()
-    with torch.inference_mode():
-        code = model.extract(pair[:1], pair[1:])
-    return code.float().cpu()
+    return refine_codes(model, pair[:1], pair[1:], refine).float().cpu()
 
 
 def transfer_blur(model: BlurModel, code, image: torch.Tensor, strength: float = 1.0,
