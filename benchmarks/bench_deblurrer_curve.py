@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--scale", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the network's own)")
+    parser.add_argument("--name", default=None, help="results name (default: deblurrer_curve_<blur>)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = dataclasses.replace(B.PRESETS["quick"], scale=args.scale)
@@ -84,18 +86,19 @@ def main() -> None:
         print(f"step {step}: {result['psnr']:.2f} dB ({curve[-1]['gain']:+.2f} over blurry)", flush=True)
 
     _, summary = train_with_fresh_blur(network, train, training_blur(args.blur, args.model, args.seed), args.steps,
-                                       preset.batch_size, args.crop, args.scale, seed=args.seed,
+                                       preset.batch_size, args.crop, args.scale, seed=args.seed, lr=args.lr,
                                        workers=preset.workers, progress=False, on_checkpoint=score,
                                        checkpoint_every=args.every)
     if not curve or curve[-1]["step"] != args.steps:
         score(args.steps, network)  # the curve always ends at the last step
     blurry = curve[-1]["blurry_psnr"]
     lines = [f"NAFNet `{preset.nets['nafnet']}` trained on `{args.blur}` blur: {args.steps} steps of "
-             f"{preset.batch_size} crops of {args.crop} px after scale {args.scale}, one DataLoader worker, "
+             f"{preset.batch_size} crops of {args.crop} px after scale {args.scale}, lr {args.lr or 'default'}, "
+             f"one DataLoader worker, "
              f"{summary['wall_time_s'] / 60:.1f} min; test: {len(test)} held-out photographs blurred the same way, "
              f"blurry input {blurry:.2f} dB.", "", "| step | minutes | PSNR | gain over blurry |", "|---|---|---|---|"]
     lines += [f"| {c['step']} | {c['seconds'] / 60:.1f} | {c['psnr']:.2f} dB | {c['gain']:+.2f} dB |" for c in curve]
-    write_results(f"deblurrer_curve_{args.blur}", {"settings": vars(args), "blurry_psnr": blurry, "curve": curve,
+    write_results(args.name or f"deblurrer_curve_{args.blur}", {"settings": vars(args), "blurry_psnr": blurry, "curve": curve,
                                                    "loss_history": summary["loss_history"]}, "\n".join(lines))
 
 
