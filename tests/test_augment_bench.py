@@ -153,7 +153,8 @@ class TestSummary:
 class TestCommands:
     def test_bench_augment_smoke_with_a_reference_folder(self, pair_root, tmp_path, capsys):
         rc = main(["bench", "augment", "--preset", "smoke", "--out", str(tmp_path), "--reference", str(pair_root),
-                   "--reference-exclude", "train/*", "--save-models", str(tmp_path / "models")])
+                   "--reference-exclude", "train/*", "--save-models", str(tmp_path / "models"),
+                   "--also-test", f"held-out frames={pair_root}"])
         assert rc == 0, capsys.readouterr().err
         result = json.loads((tmp_path / "augment_nafnet_smoke.json").read_text())
         assert [r["run"] for r in result["runs"]] == ["imgaug", "comb.", "learned"]
@@ -161,10 +162,13 @@ class TestCommands:
                                                              result["settings"]["reference_pairs"])
         assert result["settings"]["test_sizes"]["reference"] == [64, 64]  # 128-px pairs at scale 0.5
         for run in result["runs"]:
-            assert set(run["tests"]) == {"imgaug", "learned", "reference", "other (object)"}
+            assert set(run["tests"]) == {"imgaug", "learned", "reference", "other (object)", "held-out frames"}
+            assert run["tests"]["held-out frames"]["psnr"] == run["tests"]["reference"]["psnr"]  # the same pairs
             assert all(np.isfinite(t["psnr"]) and 0 < t["ssim"] <= 1 for t in run["tests"].values())
         markdown = (tmp_path / "augment_nafnet_smoke.md").read_text()
         assert "28.37" in markdown and "comb. - imgaug" in markdown and "Bars:" in markdown
+        assert "test: held-out frames (" in markdown and "(not a bar) comb. - imgaug on `held-out frames`" in markdown
+        assert result["settings"]["also_test"]["held-out frames"]["pairs"] == result["settings"]["reference_pairs"]
         assert (tmp_path / "augment_nafnet_smoke.png").stat().st_size > 1000
         assert len(list((tmp_path / "models").glob("nafnet_smoke_*_seed0.safetensors"))) == 3
         assert "comb. vs imgaug" in capsys.readouterr().out
@@ -173,6 +177,17 @@ class TestCommands:
         assert main(["bench", "srn", "--preset", "smoke", "--out", str(tmp_path), "--gpu-blur"]) == 0
         result = json.loads((tmp_path / "augment_srn_smoke.json").read_text())
         assert result["net"] == "srn" and result["settings"]["gpu_blur"] is True
+
+    def test_also_test_needs_a_new_name_and_a_folder(self, tmp_path, capsys):
+        from kernelaug.deblurrers.benchmark import check_also_test
+
+        with pytest.raises(SystemExit):
+            main(["bench", "augment", "--preset", "smoke", "--out", str(tmp_path), "--also-test", "no-folder"])
+        assert "NAME=DIR" in capsys.readouterr().err
+        for bad in ([("reference", "x")], [("a", "x"), ("a", "y")], [(" ", "x")]):
+            with pytest.raises(ValueError, match="repeated or one of"):
+                check_also_test(bad)
+        assert check_also_test([("a", tmp_path)]) == (("a", str(tmp_path)),)
 
     def test_unknown_preset_and_busy_work_folder_are_clear_errors(self, tmp_path, capsys):
         with pytest.raises(SystemExit):

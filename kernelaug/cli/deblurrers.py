@@ -60,7 +60,7 @@ def _cmd_bench(args) -> None:
                                seed=args.seed, sharp=args.sharp, reference=args.reference,
                                exclude=tuple(args.reference_exclude), reference_crop=args.reference_crop,
                                device=str(resolve_device(args.device)), gpu_blur=args.gpu_blur, work=args.work,
-                               save_models=args.save_models)
+                               save_models=args.save_models, also_test=args.also_test)
     s = result["summary"]
     gaps = ", ".join(f"{t} {np.mean(g):+.2f} dB" for t, g in s["comb_minus_imgaug"].items())
     passed = sum(s["bars"].values())
@@ -135,6 +135,16 @@ def _cmd_deblurrer_eval(args) -> None:
           f"{result['blurry_psnr']:.2f} dB / {result['blurry_ssim']:.3f} ({result['psnr'] - result['blurry_psnr']:+.2f} dB)")
 
 
+def _name_and_folder(text: str) -> tuple[str, str]:
+    """An argparse ``type=`` for NAME=DIR."""
+    import argparse
+
+    name, sep, folder = text.partition("=")
+    if not sep or not name.strip() or not folder:
+        raise argparse.ArgumentTypeError(f"must be NAME=DIR, got {text!r}")
+    return name.strip(), folder
+
+
 def _bench_args(p, default_net: str | None) -> None:
     if default_net is None:
         p.add_argument("--net", default="nafnet", choices=["nafnet", "srn"])
@@ -151,6 +161,9 @@ def _bench_args(p, default_net: str | None) -> None:
                    help="leave out reference pairs whose id matches (e.g. pairs made from the bank's own frames)")
     p.add_argument("--reference-crop", type=int_in(8), help="centre-crop reference pairs to this size after scaling "
                    "(default: whole frames)")
+    p.add_argument("--also-test", action="append", default=[], type=_name_and_folder, metavar="NAME=DIR",
+                   help="a further real paired folder of the camera, tested and reported beside the reference "
+                   "(repeatable; --reference-exclude applies to it too)")
     p.add_argument("--seeds", type=POSITIVE, default=1, help="repeat the three trainings with this many seeds")
     p.add_argument("--seed", type=SEED, default=0, help="first seed")
     p.add_argument("--device", default="cpu", help="where the deblurrers train: cpu, cuda, cuda:N or auto")

@@ -10,7 +10,9 @@ through one :class:`kernelaug.LearnedBlur`:
 
 Each is tested on held-out sharp images blurred by imgaug and by the learned blur, on the
 reference camera's real pairs (``reference``; default: held-out pairs of the synthetic shake
-family the shipped ``synth-small`` bank was learned from) and on the other synthetic family.
+family the shipped ``synth-small`` bank was learned from), on any further real paired sets of
+that camera (``also_test``, reported beside it; the bars are judged on ``reference``) and on the
+other synthetic family.
 Blur is applied at the camera's resolution and every image, training and test alike, is then
 downscaled by the preset's ``scale`` (area interpolation). Test sets do not depend on the seed;
 each seed re-runs the three trainings.
@@ -192,10 +194,26 @@ def reference_pairs(reference, exclude: tuple[str, ...] = ()) -> list:
     return pairs
 
 
+FIXED_TESTS = ("imgaug", "learned", "reference", "other (object)")
+
+
+def check_also_test(also_test) -> tuple[tuple[str, str], ...]:
+    """``also_test`` as ((name, folder), ...); names must be new, unique and not empty."""
+    checked = []
+    for item in also_test:
+        name, folder = (str(x) for x in item)
+        if not name.strip() or name in FIXED_TESTS or name in [n for n, _ in checked]:
+            raise ValueError(f"extra test set name {name!r} is empty, repeated or one of {list(FIXED_TESTS)}")
+        checked.append((name, folder))
+    return tuple(checked)
+
+
 def build_test_sets(work: Path, preset: AugmentBenchPreset, held_out: list[np.ndarray], model, bank,
                     reference=None, exclude: tuple[str, ...] = (), reference_crop: int | None = None,
-                    progress: bool = True) -> tuple[dict[str, PairArrays], list[str]]:
-    """{"imgaug", "learned", "reference", "other (object)"} test sets and the reference pair ids."""
+                    progress: bool = True, also_test: tuple[tuple[str, str], ...] = ()
+                    ) -> tuple[dict[str, PairArrays], dict[str, list[str]]]:
+    """{"imgaug", "learned", "reference", "other (object)", *also_test names} test sets, and the
+    pair ids of each real test set. ``exclude`` globs apply to every real folder."""
     from ..data.pairs import find_pairs
     from ..data.synthetic import make_synthetic
     from ..transforms import LearnedBlur
@@ -208,7 +226,7 @@ def build_test_sets(work: Path, preset: AugmentBenchPreset, held_out: list[np.nd
     else:
         pairs = reference_pairs(reference, exclude)
         sets["reference"] = paired_test_set(pairs, preset.scale, reference_crop)
-        reference_ids = [p.pair_id for p in pairs]
+        pair_ids = {"reference": [p.pair_id for p in pairs]}
     for family, data_seed, name in families:
         root = work / family
         make_synthetic(root, pairs=2 * preset.synthetic_pairs, size=preset.synthetic_size, seed=data_seed,
@@ -216,8 +234,12 @@ def build_test_sets(work: Path, preset: AugmentBenchPreset, held_out: list[np.nd
         pairs = find_pairs(root, split="test")
         sets[name] = paired_test_set(pairs, preset.scale)
         if name == "reference":
-            reference_ids = [p.pair_id for p in pairs]
-    return sets, reference_ids
+            pair_ids = {"reference": [p.pair_id for p in pairs]}
+    for name, folder in also_test:
+        pairs = reference_pairs(folder, exclude)
+        sets[name] = paired_test_set(pairs, preset.scale, reference_crop)
+        pair_ids[name] = [p.pair_id for p in pairs]
+    return sets, pair_ids
 
 
 # -- the runs ---------------------------------------------------------------------------------------
@@ -241,12 +263,13 @@ def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "q
                       model=DEFAULT_MODEL, bank=None, seeds: int = 1, seed: int = 0, sharp=None, reference=None,
                       exclude: tuple[str, ...] = (), reference_crop: int | None = None, device: str = "cpu",
                       gpu_blur: bool = False, work=None, save_models=None, progress: bool = True,
-                      command: str | None = None) -> dict:
+                      command: str | None = None, also_test=()) -> dict:
     """Run the benchmark and write ``out/augment_<net>_<preset>.{json,md,png}``; return the results.
 
     ``sharp``: a folder of sharp photographs (every 5th held out for testing; default: the
     synthetic generator's photo crops and dead-leaves images). ``reference``: a paired folder of
     the reference camera, used only for testing, minus pairs matching ``exclude`` globs.
+    ``also_test``: (name, folder) pairs of further real test sets of that camera (same globs).
     ``save_models``: folder for the trained networks (safetensors).
     """
     from ..bank import resolve_bank
@@ -263,6 +286,7 @@ def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "q
         preset = PRESETS[preset]
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    also_test = check_also_test(also_test)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -282,8 +306,8 @@ def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "q
             size = 64 * math.ceil(side / 64)
             train_images = synthetic_sharp(preset.train_images, size, "train")
             held_out, held_out_names = synthetic_sharp(preset.test_images, size, "test", seed=1), []
-        tests, reference_ids = build_test_sets(work, preset, held_out, blur_model, blur_bank, reference, exclude,
-                                               reference_crop, progress)
+        tests, pair_ids = build_test_sets(work, preset, held_out, blur_model, blur_bank, reference, exclude,
+                                          reference_crop, progress, also_test)
         records = []
         for k in range(seeds):
             for run in RUNS:
@@ -304,7 +328,9 @@ def run_augment_bench(net: str = "nafnet", preset: str | AugmentBenchPreset = "q
                                "bank": str(getattr(blur_bank, "path", bank)), "sharp": str(sharp) if sharp else
                                "synthetic photo crops and dead-leaves images", "reference": str(reference) if reference
                                else "synthetic shake family (make-synthetic --seed 2026), test split",
-                               "reference_exclude": list(exclude), "reference_pairs": reference_ids,
+                               "reference_exclude": list(exclude), "reference_pairs": pair_ids["reference"],
+                               "also_test": {name: {"folder": folder, "pairs": pair_ids[name]}
+                                             for name, folder in also_test},
                                "held_out_sharp": held_out_names, "test_pairs": {n: len(t) for n, t in tests.items()},
                                "test_sizes": {n: list(t.sharp.shape[1:3]) for n, t in tests.items()}},
                   "paper": PAPER_TABLE}
@@ -332,7 +358,8 @@ def summarise(records: list[dict]) -> dict:
     gap = {t: [by["comb.", s][t]["psnr"] - by["imgaug", s][t]["psnr"] for s in seeds] for t in tests}
     own = {run: float(np.mean([mean[run][t] - blurry[t] for t in OWN_TESTS[run]])) for run in RUNS}
     reference_gap = float(np.mean(gap["reference"]))
-    spread = float(max(gap["reference"]) - min(gap["reference"])) if len(seeds) > 1 else None
+    spreads = {t: float(max(g) - min(g)) if len(seeds) > 1 else None for t, g in gap.items()}
+    spread = spreads["reference"]
     bars = {"every network beats its blurry input by >= 1.5 dB on its own training blur":
             all(v >= 1.5 for v in own.values()),
             "comb. beats imgaug on the reference by >= 0.5 dB": reference_gap >= 0.5,
@@ -341,7 +368,7 @@ def summarise(records: list[dict]) -> dict:
         bars["the comb. - imgaug gap on the reference exceeds its spread between seeds"] = abs(reference_gap) > spread
     return {"psnr": mean, "ssim": ssim, "blurry_psnr": blurry, "blurry_ssim":
             {t: records[0]["tests"][t]["blurry_ssim"] for t in tests}, "comb_minus_imgaug": gap,
-            "own_blur_gain": own, "reference_gap_spread": spread, "bars": bars}
+            "own_blur_gain": own, "reference_gap_spread": spread, "gap_spread": spreads, "bars": bars}
 
 
 def markdown(result: dict) -> str:
@@ -364,6 +391,11 @@ def markdown(result: dict) -> str:
     lines += ["", "Gain over the blurry input on each network's own training blur: "
               + ", ".join(f"{run} {v:+.2f} dB" for run, v in s["own_blur_gain"].items()) + ".", "", "Bars:", ""]
     lines += [f"- [{'x' if ok else ' '}] {bar}" for bar, ok in s["bars"].items()]
+    for name, extra in settings.get("also_test", {}).items():
+        gap = s["comb_minus_imgaug"][name]
+        spread = s["gap_spread"][name]
+        lines.append(f"- (not a bar) comb. - imgaug on `{name}` ({extra['folder']}): {np.mean(gap):+.2f} dB"
+                     + ("" if spread is None else f", spread between seeds {spread:.2f} dB"))
     lines += ["", "Paper (Tran et al. 2021, SRN-Deblur, PSNR dB; GoPro-sized training, real test sets):", "",
               "| training blur | test: imgaug | test: REDS | test: GOPRO |", "|---|---|---|---|"]
     for run, row in PAPER_TABLE.items():
@@ -373,7 +405,8 @@ def markdown(result: dict) -> str:
               f"{settings['workers']} DataLoader worker(s){' (learned blur on the device)' if settings['gpu_blur'] else ''}; "
               f"imgaug MotionBlur k={tuple(settings['motion_k'])} (camera px); blur model {settings['blur_model']}, "
               f"bank {settings['bank']}; sharp images: {settings['sharp']}; reference: {settings['reference']} "
-              f"(excluded: {settings['reference_exclude'] or 'none'}).", "",
+              f"(excluded: {settings['reference_exclude'] or 'none'})"
+              + "".join(f"; {n}: {e['folder']}" for n, e in settings.get("also_test", {}).items()) + ".", "",
               f"Figure: `{result['figure']}` (loss curves; per test set: blurry, each run's output, sharp)."]
     return "\n".join(lines)
 
