@@ -149,6 +149,18 @@ class TestSummary:
         assert all(s["bars"].values())
         assert s["own_blur_gain"]["comb."] == pytest.approx((4.8 + 3.0) / 2)
 
+    def test_a_negative_gap_with_no_spread_is_no_lead(self):
+        def record(run, seed, reference):
+            tests = {name: {"psnr": v, "ssim": 0.9, "blurry_psnr": 20.0, "blurry_ssim": 0.8}
+                     for name, v in (("imgaug", 25.0), ("learned", 24.0), ("reference", reference))}
+            return {"run": run, "seed": seed, "tests": tests}
+        records = [record(run, seed, 22.0 - 0.01 * (run == "comb.")) for run in ("imgaug", "comb.", "learned")
+                   for seed in (0, 1)]
+        s = summarise(records)
+        assert s["comb_minus_imgaug"]["reference"] == pytest.approx([-0.01, -0.01])
+        assert s["reference_gap_spread"] == pytest.approx(0.0, abs=1e-9)
+        assert not s["bars"]["comb. leads imgaug on the reference by more than its spread between seeds"]
+
 
 class TestCommands:
     def test_bench_augment_smoke_with_a_reference_folder(self, pair_root, tmp_path, capsys):
