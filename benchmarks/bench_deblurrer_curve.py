@@ -94,12 +94,12 @@ def main() -> None:
     blurry = curve[-1]["blurry_psnr"]
     lines = [f"NAFNet `{preset.nets['nafnet']}` trained on `{args.blur}` blur: {args.steps} steps of "
              f"{preset.batch_size} crops of {args.crop} px after scale {args.scale}, lr {args.lr or 'default'}, "
-             f"one DataLoader worker, "
-             f"{summary['wall_time_s'] / 60:.1f} min; test: {len(test)} held-out photographs blurred the same way, "
+             f"one DataLoader worker, {summary['wall_time_s'] / 60:.1f} min; test: {len(test)} held-out photographs blurred the same way, "
              f"blurry input {blurry:.2f} dB.", "", "| step | minutes | PSNR | gain over blurry |", "|---|---|---|---|"]
     lines += [f"| {c['step']} | {c['seconds'] / 60:.1f} | {c['psnr']:.2f} dB | {c['gain']:+.2f} dB |" for c in curve]
-    write_results(args.name or f"deblurrer_curve_{args.blur}", {"settings": vars(args), "blurry_psnr": blurry, "curve": curve,
-                                                   "loss_history": summary["loss_history"]}, "\n".join(lines))
+    write_results(args.name or f"deblurrer_curve_{args.blur}",
+                  {"settings": vars(args), "blurry_psnr": blurry, "curve": curve,
+                   "loss_history": summary["loss_history"]}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -218,15 +218,18 @@ def build_test_sets(work: Path, preset: AugmentBenchPreset, held_out: list[np.nd
     from ..data.synthetic import make_synthetic
     from ..transforms import LearnedBlur
 
+    def real_test_set(folder) -> tuple[PairArrays, list[str]]:
+        pairs = reference_pairs(folder, exclude)
+        return paired_test_set(pairs, preset.scale, reference_crop), [p.pair_id for p in pairs]
+
     sets = {"imgaug": blurred_test_set(held_out, ImgaugMotion(preset.motion_k, TEST_SEED), preset),
             "learned": blurred_test_set(held_out, LearnedBlur(model, bank, seed=TEST_SEED), preset)}
+    pair_ids = {}
     families = [("object", OTHER_SEED, "other (object)")]
     if reference is None:
         families.insert(0, ("shake", REFERENCE_SEED, "reference"))
     else:
-        pairs = reference_pairs(reference, exclude)
-        sets["reference"] = paired_test_set(pairs, preset.scale, reference_crop)
-        pair_ids = {"reference": [p.pair_id for p in pairs]}
+        sets["reference"], pair_ids["reference"] = real_test_set(reference)
     for family, data_seed, name in families:
         root = work / family
         make_synthetic(root, pairs=2 * preset.synthetic_pairs, size=preset.synthetic_size, seed=data_seed,
@@ -234,11 +237,9 @@ def build_test_sets(work: Path, preset: AugmentBenchPreset, held_out: list[np.nd
         pairs = find_pairs(root, split="test")
         sets[name] = paired_test_set(pairs, preset.scale)
         if name == "reference":
-            pair_ids = {"reference": [p.pair_id for p in pairs]}
+            pair_ids["reference"] = [p.pair_id for p in pairs]
     for name, folder in also_test:
-        pairs = reference_pairs(folder, exclude)
-        sets[name] = paired_test_set(pairs, preset.scale, reference_crop)
-        pair_ids[name] = [p.pair_id for p in pairs]
+        sets[name], pair_ids[name] = real_test_set(folder)
     return sets, pair_ids
 
 
