@@ -46,8 +46,9 @@ def blur_flops(channels: int, height: int, width: int, cell: int, size: int, ban
     flops += 2 * fft_flops(n, channels * cols * freqs * rows, real=False)     # fft and ifft along y
     flops += 6 * channels * cols * freqs * rows * n                           # complex products
     flops += fft_flops(n, rows * cols * size, True) + fft_flops(n, rows * cols * freqs, False)  # PSF spectra
-    flops += fft_flops(n, channels * (rows + 1) * cell * cols, real=True)     # irfft along x
-    flops += 4 * channels * ((rows + 1) * cell) * (cols + 1) * cell * 2       # weights and overlap-adds
+    flops += fft_flops(n, channels * rows * cell * cols, real=True)           # irfft along x, per image row
+    flops += 4 * channels * cols * freqs * rows * (cell + band)               # weights and overlap-adds: y (complex)
+    flops += 2 * channels * rows * cell * cols * (cell + band)                #  and x (real)
     return flops
 
 

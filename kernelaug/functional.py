@@ -328,7 +328,9 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     _as_strength(strength, batch, "cpu", torch.float32)  # checked before the forward pass
     dtype, device = _model_dtype_device(model)
-    sharp = images.to(device=device, dtype=dtype)
+    # Contiguous: numpy HWC images arrive as channels-last views, and every stage of F is slower on those
+    # (about 0.7 ms of 6 at 256x256 on one thread).
+    sharp = images.to(device=device, dtype=dtype).contiguous()
     codes = codes.to(device=device, dtype=dtype)
     if codes.shape[0] != batch:
         codes = codes.expand(batch, -1, -1, -1)

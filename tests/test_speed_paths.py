@@ -157,6 +157,18 @@ def test_soft_clip_matches_softplus_form():
     assert torch.equal(y, before)
 
 
+def test_soft_clip_is_exact_far_past_the_knee():
+    """Outside autograd the softplus is log(1 + exp(min(z, 80))) raised to z: saturated highlights
+    (z in the thousands) must clip to the knee, not overflow to infinity or stop at z = 80."""
+    y = torch.linspace(1.5, 60.0, 2001)
+    sharpness = torch.tensor(55.1)
+    expected = (y.double() - F.softplus(sharpness.double() * (y.double() - 1) - 3) / sharpness.double()).float()
+    clipped = soft_clip(y, sharpness)
+    assert torch.isfinite(clipped).all()
+    assert torch.allclose(clipped, expected, atol=2e-5)
+    assert clipped.max() < 1 + 3 / 55.1 + 1e-4
+
+
 def test_soft_clip_gradients_match_softplus_form():
     y = torch.linspace(-0.5, 2.0, 5001, dtype=torch.float64).requires_grad_(True)
     sharpness = torch.tensor(55.1, dtype=torch.float64, requires_grad=True)
@@ -205,6 +217,23 @@ def test_learned_blur_at_any_size_matches_reference(shipped, monkeypatch, batch,
     monkeypatch.setattr(shipped, "render", lambda image, params: reference_render(shipped, image, params))
     reference = learned_blur(sharp, codes, shipped)
     assert (fast - reference).abs().max() < 1e-4
+
+
+def test_learned_blur_hands_the_operator_a_contiguous_batch(shipped, monkeypatch):
+    """numpy HWC images become channels-last views; every stage of F is slower on those, so
+    learned_blur copies them to a contiguous batch first (and the result is the same)."""
+    from kernelaug.functional import to_rgb_batch
+
+    hwc = (images(1, 128, 128, seed=7)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgb, _ = to_rgb_batch(hwc)
+    assert not rgb.is_contiguous()
+    codes = torch.randn(1, shipped.kernel_dim, 2, 2, generator=torch.Generator().manual_seed(8))
+    seen = []
+    apply = shipped.apply
+    monkeypatch.setattr(shipped, "apply", lambda image, code: seen.append(image.is_contiguous()) or apply(image, code))
+    blurred = learned_blur(rgb, codes, shipped)
+    assert seen == [True]
+    assert torch.equal(blurred, learned_blur(rgb.contiguous(), codes, shipped))
 
 
 def test_gradients_match_reference():

@@ -48,15 +48,19 @@ def fast_fft_size(n: int) -> int:
         n += 1
 
 
-def _overlap_add(windows: torch.Tensor, cell: int, band: int) -> torch.Tensor:
-    """Sum windows (..., cells, cell + band) placed ``cell`` apart along the last axis: (..., (cells + 1) * cell).
+def _blend_windows(windows: torch.Tensor, weights: torch.Tensor, cell: int, band: int) -> torch.Tensor:
+    """Weight windows (..., cells, cell + band) by ``weights`` (cells, cell + band), place them ``cell``
+    apart along the last axis and sum: (..., cells * cell), starting half a band into the first window.
 
-    With band <= cell only neighbours overlap: a window's first ``band`` pixels join the previous
-    window's last ones, the rest of its first cell is its own."""
-    cells = windows.shape[-2]
-    out = windows.new_zeros(*windows.shape[:-2], cells + 1, cell)
-    out[..., :cells, :] += windows[..., :cell]
-    out[..., 1:, :band] += windows[..., cell:]
+    With band <= cell only neighbours overlap: each output cell is its own window's middle ``cell``
+    pixels plus the previous window's last and the next window's first ``band / 2``. What lies
+    outside (half a band before the first cell and after the last) is never computed.
+    """
+    half = band // 2
+    out = windows[..., half:cell + half] * weights[:, half:cell + half]
+    if windows.shape[-2] > 1:
+        out[..., 1:, :half].addcmul_(windows[..., :-1, cell + half:], weights[:-1, cell + half:])
+        out[..., :-1, cell - half:].addcmul_(windows[..., 1:, :half], weights[1:, :half])
     return out.flatten(-2)
 
 
@@ -71,7 +75,8 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
     image row (the windows of one column of cells share their columns), then along y per window.
     After the product with the PSF spectrum and the inverse transform along y, the windows are
     weighted and overlap-added along y while still in x-frequency, so that the last inverse
-    transform runs once per output row and cell column instead of once per window row. Every
+    transform runs once per image row and cell column instead of once per window row. The
+    overlap-adds compute only the image's own pixels (no border to crop). Every
     transform runs along the contiguous last axis: on the CPU a transform along a strided axis is
     several times slower than a transpose followed by one along the last axis.
     """
@@ -91,17 +96,14 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
     tall, wide = (rows - 1) * cell + n, (cols - 1) * cell + n
     padded = F.pad(image, (lead, wide - width - lead, lead, tall - height - lead), mode="replicate")
     spectrum = torch.fft.rfft(padded.unfold(3, n, cell), dim=-1)             # B, C, tall, cols, m (x)
-    spectrum = spectrum.permute(0, 1, 3, 4, 2).contiguous()                  # B, C, cols, m, tall
-    spectrum = torch.fft.fft(spectrum.unfold(4, n, cell), dim=-1)           # B, C, cols, m, rows, n (y)
+    spectrum = spectrum.permute(0, 1, 3, 4, 2).unfold(4, n, cell).contiguous()  # B, C, cols, m, rows, n
+    spectrum = torch.fft.fft(spectrum, dim=-1)                               # (y)
     kernel = torch.fft.rfft(psfs.to(image.dtype), n=n, dim=-1)               # B, rows, cols, K (y), m
     kernel = torch.fft.fft(kernel.permute(0, 2, 4, 1, 3), n=n, dim=-1)       # B, cols, m, rows, n
     blurred = torch.fft.ifft(spectrum.mul_(kernel.unsqueeze(1)), dim=-1)[..., 2 * radius:window]
-    blurred = blurred.mul_(cell_weights(rows, cell, image.device, image.dtype, band))  # in place: the ifft's own output
-    lines = _overlap_add(blurred, cell, band)                                # B, C, cols, m, (rows + 1) cell
-    lines = torch.fft.irfft(lines.permute(0, 1, 4, 2, 3), n=n, dim=-1)[..., 2 * radius:window]
-    lines = lines.mul_(cell_weights(cols, cell, image.device, image.dtype, band))  # B, C, (rows + 1) cell, cols, .
-    out = _overlap_add(lines, cell, band)
-    return out[..., band // 2:band // 2 + height, band // 2:band // 2 + width]
+    lines = _blend_windows(blurred, cell_weights(rows, cell, image.device, image.dtype, band), cell, band)
+    lines = torch.fft.irfft(lines.permute(0, 1, 4, 2, 3), n=n, dim=-1)[..., 2 * radius:window]  # B, C, H, cols, .
+    return _blend_windows(lines, cell_weights(cols, cell, image.device, image.dtype, band), cell, band)
 
 
 def estimate_psfs(sharp: torch.Tensor, blurry: torch.Tensor, cell: int, size: int,

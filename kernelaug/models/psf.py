@@ -72,14 +72,17 @@ def to_display(y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     """A smooth min(y, 1 + 3 / sharpness): sensor saturation with a learned knee, within 0.1 % of
     the identity up to 1."""
-    knee = (y - 1).mul(sharpness).sub(3)
-    # softplus(z) = relu(z) + log(1 + exp(-|z|)), by exp and log: F.softplus and log1p are not
-    # vectorised on the CPU (about 60x slower than exp here). Where exp(-|z|) rounds away against 1,
-    # the term it drops is below 1e-7 / sharpness.
-    if knee.requires_grad:
+    # softplus by exp and log: F.softplus and log1p are not vectorised on the CPU (about 60x slower
+    # than exp here). Where exp(-|z|) rounds away against 1, the term it drops is below 1e-7 / sharpness.
+    if y.requires_grad or sharpness.requires_grad:
+        knee = (y - 1).mul(sharpness).sub(3)
         return y - knee.abs().neg().exp().add(1).log().add(knee.relu()).div(sharpness)
-    softplus = knee.abs().neg_().exp_().add_(1).log_().add_(knee.relu_())
-    return softplus.div_(sharpness).neg_().add_(y)
+    # Outside autograd, in fewer passes over the image: softplus(z) = max(log(1 + exp(min(z, 80))), z)
+    # (exp(80) is finite in float32, and past 80 softplus(z) = z to float32 precision).
+    s = float(sharpness)
+    knee = torch.add(y.new_tensor(-(s + 3)), y, alpha=s)
+    softplus = knee.clamp_max(80).exp_().add_(1).log_()
+    return torch.add(y, torch.maximum(softplus, knee, out=softplus), alpha=-1 / s)
 
 
 @functools.lru_cache(maxsize=64)
