@@ -158,7 +158,7 @@ def test_soft_clip_matches_softplus_form():
 
 
 def test_soft_clip_is_exact_far_past_the_knee():
-    """Outside autograd the softplus is log(1 + exp(min(z, 80))) raised to z: saturated highlights
+    """Outside autograd the softplus is max(log(1 + exp(min(z, 80))), z): saturated highlights
     (z in the thousands) must clip to the knee, not overflow to infinity or stop at z = 80."""
     y = torch.linspace(1.5, 60.0, 2001)
     sharpness = torch.tensor(55.1)
