@@ -130,6 +130,18 @@ def test_nonuniform_blur_with_a_narrow_band_matches_per_cell_spatial_convolution
     assert torch.allclose(nonuniform_blur(image, psfs, cell, band), expected, atol=2e-6)
 
 
+def test_fft_sizes_are_even_smooth_and_at_most_an_eighth_above_the_smooth_size():
+    from kernelaug.models.nonuniform import fast_fft_size
+
+    even_smooth = sorted(2 ** a * 3 ** b * 5 ** c for a in range(1, 12) for b in range(8) for c in range(6))
+    for n in range(2, 700):
+        size = fast_fft_size(n)
+        nearest = next(m for m in even_smooth if m >= n)
+        assert size in even_smooth and nearest <= size <= nearest * 9 / 8, n
+    # the shipped windows: synth-small's 110 px (PSF 31) and gopro-small's 126 px (PSF 47) both take 128
+    assert (fast_fft_size(110), fast_fft_size(126), fast_fft_size(125), fast_fft_size(174)) == (128, 128, 128, 180)
+
+
 @pytest.mark.parametrize("band", [0, 3, 96])
 def test_nonuniform_blur_rejects_a_bad_band(band):
     with pytest.raises(ValueError, match="blending band"):

@@ -11,6 +11,7 @@ to ``cell + band`` pixels (less FFT work). Cost and memory grow linearly with th
 from __future__ import annotations
 
 import functools
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -36,16 +37,24 @@ def cell_weights(cells: int, cell: int, device=None, dtype=None, band: int | Non
         return windows[index, index].to(dtype or torch.float32)
 
 
+def _smooth(m: int) -> bool:
+    for p in (2, 3, 5):
+        while m % p == 0:
+            m //= p
+    return m == 1
+
+
 def fast_fft_size(n: int) -> int:
-    """Smallest size >= n whose only prime factors are 2, 3 and 5 (FFTs of other sizes are slow)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
+    """A size >= n that the CPU's FFT (pocketfft) transforms fast: the smallest even size whose only
+    prime factors are 2, 3 and 5, or the next power of two when that is at most 1/8 larger.
+
+    Measured on one thread (batches of 1-D transforms of each length): odd sizes such as 125 or 225
+    take twice the time per point of their even neighbours, and 128 takes less time in all than 120
+    or 108 (256 less than 240)."""
+    n = max(n, 2)
+    smooth = next(m for m in itertools.count(n + n % 2, 2) if _smooth(m))
+    power = 1 << (n - 1).bit_length()
+    return power if 8 * power <= 9 * smooth else smooth
 
 
 def _blend_windows(windows: torch.Tensor, weights: torch.Tensor, cell: int, band: int) -> torch.Tensor:
