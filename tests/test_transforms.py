@@ -413,6 +413,11 @@ def test_chunked_forward_equals_one_pass(model, bank):
     whole = KF.learned_blur(images, codes, model, chunk_size=5)
     assert torch.allclose(KF.learned_blur(images, codes, model, chunk_size=2), whole, atol=1e-5)
     assert torch.allclose(KF.learned_blur(images, codes, model), whole, atol=1e-5)
+    # Each chunk blends with its own images' strengths.
+    strength = torch.linspace(0, 1, 5)
+    chunked = KF.learned_blur(images, codes, model, strength=strength, chunk_size=2)
+    assert torch.allclose(chunked, torch.lerp(images, whole, strength.view(5, 1, 1, 1)).clamp(0, 1), atol=1e-5)
+    assert torch.equal(chunked[0], images[0])
     with pytest.raises(ValueError, match="chunk_size"):
         KF.learned_blur(images, codes, model, chunk_size=0)
     with pytest.raises(ValueError, match="chunk_size"):
