@@ -183,13 +183,14 @@ class TestFastOperators:
             assert not torch.allclose(out, model.render(sharp, params))
         assert out.shape == sharp.shape
 
-    def test_half_resolution_residual_is_the_plain_form(self):
+    @pytest.mark.parametrize("scale", [2, 4])
+    def test_reduced_resolution_residual_is_the_plain_form(self, scale):
         import torch.nn.functional as F
 
         def upsample(x, size):
             return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
-        model = self._randomised(residual_scale=2)
+        model = self._randomised(residual_scale=scale)
         sharp, code = torch.rand(2, 3, 128, 64), torch.randn(2, model.kernel_dim, 2, 1)
         with torch.no_grad():
             params = model.decode(code)
@@ -198,11 +199,18 @@ class TestFastOperators:
             blurred = model.render(sharp, params)  # the same operator without its residual network
             model.residual = residual
             first, act, last = residual
-            inputs = F.avg_pool2d(torch.cat((blurred, sharp), 1), 2)
+            inputs = F.avg_pool2d(torch.cat((blurred, sharp), 1), scale)
             hidden = act(first(inputs) + upsample(params.features, inputs.shape[-2:]))
             expected = blurred + upsample(last(hidden), sharp.shape[-2:])
         assert torch.allclose(out, expected, atol=1e-5)
         assert not torch.allclose(out, blurred)
+
+    @pytest.mark.parametrize("scale", [0, 3, 8])
+    def test_config_refuses_a_bad_residual_scale(self, scale):
+        from kernelaug.models.config import config_from_dict, config_to_dict
+
+        with pytest.raises(ValueError, match="residual_scale"):
+            config_from_dict({**config_to_dict(PRESETS["psf-tiny"]), "residual_scale": scale})
 
     @pytest.mark.parametrize("band", [3, 128])
     def test_config_refuses_a_bad_band(self, band):

@@ -325,10 +325,11 @@ def test_in_place_inference_paths_equal_the_autograd_paths():
                           soft_clip(y.clone().requires_grad_(True), torch.tensor(40.0)).detach(), atol=1e-7)
 
 
+@pytest.mark.parametrize("factor", [2, 4])
 @pytest.mark.parametrize("shape", [(1, 3, 128, 128), (2, 1, 5, 7), (1, 2, 1, 3), (1, 3, 1, 1)])
-def test_upsample2x_matches_interpolate(shape):
-    from kernelaug.models.psf import upsample2x
+def test_upsample_matches_interpolate(shape, factor):
+    from kernelaug.models.psf import upsample
 
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
-    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-    assert torch.allclose(upsample2x(x), expected, atol=1e-6)
+    expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    assert torch.allclose(upsample(x, factor), expected, atol=1e-6)

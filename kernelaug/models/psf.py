@@ -122,17 +122,18 @@ def add_upsampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """``F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)`` by fixed 1/4-3/4
-    weights on shifted slices: O(pixels), where a bilinear matrix product costs O(pixels x side)."""
+def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` by fixed weights
+    on shifted slices: O(pixels), where a bilinear matrix product costs O(pixels x side)."""
+    # Output factor * i + j sits at input i + (j + 0.5) / factor - 0.5: a lerp towards a neighbour.
+    offsets = [(j + 0.5) / factor - 0.5 for j in range(factor)]
+
     def along(t: torch.Tensor, dim: int) -> torch.Tensor:
         size = t.shape[dim]
         padded = torch.cat((t.narrow(dim, 0, 1), t, t.narrow(dim, size - 1, 1)), dim)
         before, here, after = (padded.narrow(dim, k, size) for k in range(3))
-        even = torch.lerp(here, before, 0.25)   # output 2i sits a quarter pixel before input i
-        odd = torch.lerp(here, after, 0.25)     # output 2i + 1 a quarter pixel after it
-        stacked = torch.stack((even, odd), dim + 1)
-        return stacked.flatten(dim, dim + 1)
+        phases = [torch.lerp(here, before if o < 0 else after, abs(o)) for o in offsets]
+        return torch.stack(phases, dim + 1).flatten(dim, dim + 1)
     return along(along(x, x.ndim - 1), x.ndim - 2)
 
 
@@ -219,7 +220,7 @@ class PsfBlurModel(BlurModel):
         self.gamma_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.2))))  # gamma = 1 + softplus = 2.2
         self.sharpness_raw = nn.Parameter(torch.tensor(math.log(50.0)))
         self.knee_raw = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))  # sigmoid -> 0.9
-        # For what PSFs cannot express; at half resolution (residual_scale 2) or not at all (width 0).
+        # For what PSFs cannot express; at 1 / residual_scale resolution, or not at all (width 0).
         self.residual = nn.Sequential(nn.Conv2d(6, r, 3, 1, 1), lrelu(), nn.Conv2d(r, 3, 3, 1, 1)) if r else None
         if self.residual is not None:
             nn.init.zeros_(self.residual[-1].weight)
@@ -324,7 +325,7 @@ class PsfBlurModel(BlurModel):
         inputs = torch.cat((blurred, sharp) if scale == 1 else (mean_pool(blurred, scale), mean_pool(sharp, scale)), 1)
         hidden = act(add_upsampled(first(inputs), features))
         correction = conv3x3_by_taps(hidden, last.weight, last.bias) if hidden.device.type == "cpu" else last(hidden)
-        return blurred + (upsample2x(correction) if scale == 2 else correction)  # residual_scale is 1 or 2
+        return blurred + (upsample(correction, scale) if scale > 1 else correction)
 
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
