@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -18,6 +19,21 @@ def machine() -> dict:
 
 def command() -> str:
     return "python " + " ".join(sys.argv)
+
+
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="call kernelaug.keep_freed_memory() first, as the README asks of every process "
+                             "that blurs in a loop (default); --no-keep-freed-memory: glibc's defaults")
+
+
+def apply_allocator_option(args: argparse.Namespace) -> str:
+    """Apply ``--keep-freed-memory``; returns the sentence the results state it in."""
+    import kernelaug as ka
+
+    if args.keep_freed_memory and ka.keep_freed_memory():
+        return "Allocator: `kernelaug.keep_freed_memory()` called first (freed memory kept for reuse)."
+    return "Allocator: glibc's defaults (freed blocks handed back to the kernel)."
 
 
 def write_results(name: str, payload: dict, markdown: str) -> Path:

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from _common import best_per_call, write_results
+from _common import add_allocator_option, apply_allocator_option, best_per_call, write_results
 import kernelaug as ka
 from kernelaug.models.nonuniform import fast_fft_size
 
@@ -126,10 +126,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
+    add_allocator_option(parser)
     args = parser.parse_args()
+    allocator = apply_allocator_option(args)
     torch.set_num_threads(1)
     results = [measure_model(name, args.size, args.calls, args.repeats) for name in args.models]
-    lines = [f"One {args.size}x{args.size} RGB image, one thread, best of {args.repeats} rounds of {args.calls} calls.", ""]
+    lines = [f"One {args.size}x{args.size} RGB image, one thread, best of {args.repeats} rounds of {args.calls} calls. "
+             f"{allocator}", ""]
     for r in results:
         total = r["stages"][-1]
         lines += [f"### {r['model']} (PSF {r['psf_size']}x{r['psf_size']}, cell {r['cell']}, blending band "
@@ -144,7 +147,8 @@ def main() -> None:
         lines += ["", f"Lower bound at the measured rates (one uniform blur of the padded image by FFT, plus the "
                       f"residual's convolutions): {r['bound_ms']} ms, {total['ms'] / r['bound_ms']:.1f}x below "
                       f"the measured {total['ms']:.2f} ms.", ""]
-    print(write_results("operator", {"size": args.size, "results": results}, "\n".join(lines)).read_text())
+    payload = {"size": args.size, "keep_freed_memory": args.keep_freed_memory, "results": results}
+    print(write_results("operator", payload, "\n".join(lines)).read_text())
 
 
 if __name__ == "__main__":

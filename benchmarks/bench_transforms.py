@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import best_per_call, write_results
+from _common import add_allocator_option, apply_allocator_option, best_per_call, write_results
 import kernelaug as ka
 from kernelaug.bank import BankWriter
 
@@ -76,7 +76,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="torch and OpenCV thread counts to measure with (default: 1 2)")
     parser.add_argument("--profile", action="store_true", help="print a torch profile of the engine path")
+    add_allocator_option(parser)
     args = parser.parse_args()
+    allocator = apply_allocator_option(args)
     import cv2
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     folder = Path(tempfile.mkdtemp(prefix="bench_transforms_"))
@@ -108,7 +110,8 @@ def main() -> None:
     described = "; ".join(f"{name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
                           f"PSF {getattr(model.config, 'psf_size', '-')}, cell {model.cell})" for model, _, name in models)
     lines = [f"Learned blur vs. parametric blurs, {args.size}x{args.size} RGB, models: {described}; best of "
-             f"{args.repeats} rounds. Load average (1, 5, 15 min) at the start: {load_start}; at the end: {load}.", ""]
+             f"{args.repeats} rounds. Load average (1, 5, 15 min) at the start: {load_start}; at the end: {load}. "
+             f"{allocator}", ""]
     for section in sections:
         lines += section
     if scaling:
@@ -120,7 +123,8 @@ def main() -> None:
         lines += ["", f"Profile of 5 engine calls ({models[0][2]}, numpy uint8 in, {args.threads[0]} thread(s)), "
                       f"by self CPU time:", "", "```", profile_table.strip(), "```"]
     payload = {"size": args.size, "batch": args.batch, "models": [name for _, _, name in models],
-               "threads": args.threads, "load_average_start": load_start, "load_average": load, "rows": rows,
+               "threads": args.threads, "keep_freed_memory": args.keep_freed_memory,
+               "load_average_start": load_start, "load_average": load, "rows": rows,
                "scaling": scaling}
     print(write_results("transforms", payload, "\n".join(lines)).read_text())
 
