@@ -4,7 +4,8 @@ F allocates and frees buffers of a few MB on every call. By default glibc serves
 mmap and hands them back to the kernel when they are freed (and trims the top of the heap), so the
 next call page-faults the same memory in again: thousands of page faults per 256x256 image, up to
 half of a learned blur's time on the CPU. :func:`keep_freed_memory` tells glibc to keep freed
-memory for reuse instead; it is process-wide, so kernelaug never calls it on its own.
+memory for reuse instead; it is process-wide, so the library never calls it on its own (the
+``kernelaug`` command line, which owns its process, does).
 """
 
 from __future__ import annotations

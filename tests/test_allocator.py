@@ -17,6 +17,9 @@ LOOP = textwrap.dedent("""
     import kernelaug as ka
     if sys.argv[1] == "keep":
         assert ka.keep_freed_memory()
+    if sys.argv[1] == "cli":  # any command, even one that fails, runs in a process that keeps freed memory
+        from kernelaug.cli import main
+        assert main(["bank-info", "no-such-bank.h5"]) == 2
     for _ in range(3):
         np.ones(40 * 2**20, np.uint8)
     start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -45,6 +48,10 @@ class TestKeepFreedMemory:
         # the same heap memory is reused.
         assert default >= 20 * 10
         assert kept < default / 10
+
+    @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+    def test_the_command_line_keeps_freed_memory(self):
+        assert faults("cli") < faults("default") / 10
 
     def test_import_does_not_change_the_allocator(self):
         assert faults("default") >= 20 * 10 or not GLIBC

