@@ -328,6 +328,8 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     dtype, device = _model_dtype_device(model)
     strength = _as_strength(strength, batch, device, dtype)  # checked before the forward pass
+    if batch == 0:
+        return images.clone()  # nothing to blur (F itself cannot take an empty batch)
     # Contiguous: numpy HWC images arrive as channels-last views, and every stage of F is slower on those
     # (about 0.7 ms of 6 at 256x256 on one thread).
     sharp = images.to(device=device, dtype=dtype).contiguous()

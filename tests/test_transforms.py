@@ -407,6 +407,12 @@ def test_engine_speed_is_reported(model, bank):
     assert (time.perf_counter() - start) / 3 < 2.0
 
 
+def test_empty_batch_gives_an_empty_result(model):
+    images = torch.rand(0, 3, 64, 64)
+    out = KF.learned_blur(images, torch.zeros(0, model.kernel_dim, 1, 1), model)
+    assert out.shape == images.shape and out.dtype == images.dtype
+
+
 def test_chunked_forward_equals_one_pass(model, bank):
     images = torch.rand(5, 3, 64, 64)
     codes = torch.from_numpy(bank.sample(5, rng=1))
