@@ -64,8 +64,9 @@ PRESETS: dict[str, ModelConfig] = {
     # boundaries (FFT windows of cell + 16 px instead of two cells), the residual network at half resolution.
     "psf-fast": PsfConfig(blend_band=16, residual_scale=2),
     "psf-wide-fast": PsfConfig(psf_size=47, blend_band=16, residual_scale=2),
-    # The residual network at quarter resolution: 0.4-0.6 ms less per 256x256 image; fine-tuned like
-    # gopro-small, 0.15 dB lower on its held-out frames (pretrained/README.md, the gopro-small card). Not shipped.
+    # The residual network at quarter resolution: 0.4-0.6 ms less per 256x256 image. Fine-tuned like the
+    # shipped models (pretrained/README.md, their cards); not shipped.
+    "psf-faster": PsfConfig(blend_band=16, residual_scale=4),
     "psf-wide-faster": PsfConfig(psf_size=47, blend_band=16, residual_scale=4),
     # Tiny variants for tests and smoke runs.
     "tiny": PaperConfig(nf=8, front_blocks=1, back_blocks=1, kernel_dim=8, extractor_blocks=1),
