@@ -280,7 +280,11 @@ def _as_strength(strength, batch: int, device, dtype) -> torch.Tensor | float:
 
 def blend(sharp: torch.Tensor, blurred: torch.Tensor, strength) -> torch.Tensor:
     """``sharp + strength * (blurred - sharp)``; ``strength`` a float or one value per image."""
-    strength = _as_strength(strength, sharp.shape[0], sharp.device, sharp.dtype)
+    return _lerp(sharp, blurred, _as_strength(strength, sharp.shape[0], sharp.device, sharp.dtype))
+
+
+def _lerp(sharp: torch.Tensor, blurred: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
+    """:func:`blend` for a strength already checked by :func:`_as_strength`."""
     if isinstance(strength, float) and strength == 1.0:
         return blurred
     return torch.lerp(sharp, blurred, strength)
@@ -344,14 +348,15 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         grid = adapt_grid(codes, padded.shape[-2] // model.cell, padded.shape[-1] // model.cell, grid_mode)
         grid = grid.contiguous()
     # Each chunk is blended and clipped while it is still in cache (one pass over a large batch saved).
-    # Outside inference mode: the result is a normal tensor, usable in autograd graphs downstream.
+    # Outside inference mode: the result is a normal tensor, usable in autograd graphs downstream
+    # (no gradient flows through F itself).
     chunks = []
     for start in range(0, batch, chunk_size):
         part = slice(start, start + chunk_size)
         with torch.inference_mode():
             blurred = model.apply(padded[part], grid[part])[..., top:top + height, left:left + width]
         chunk_strength = strength if isinstance(strength, float) else strength[part]
-        chunks.append(blend(sharp[part], blurred, chunk_strength).clamp(0, 1))
+        chunks.append(_lerp(sharp[part], blurred, chunk_strength).clamp(0, 1))
     out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
     return out.to(device=images.device, dtype=images.dtype)
 

@@ -64,7 +64,7 @@ PRESETS: dict[str, ModelConfig] = {
     # boundaries (FFT windows of cell + 16 px instead of two cells), the residual network at half resolution.
     "psf-fast": PsfConfig(blend_band=16, residual_scale=2),
     "psf-wide-fast": PsfConfig(psf_size=47, blend_band=16, residual_scale=2),
-    # The residual network at quarter resolution: 0.4-0.6 ms less per 256x256 image. Fine-tuned like the
+    # The residual network at quarter resolution: about 0.5 ms less per 256x256 image. Fine-tuned like the
     # shipped models (pretrained/README.md, their cards); not shipped.
     "psf-faster": PsfConfig(blend_band=16, residual_scale=4),
     "psf-wide-faster": PsfConfig(psf_size=47, blend_band=16, residual_scale=4),
