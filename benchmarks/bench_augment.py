@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from _common import write_results
+from _common import add_allocator_option, apply_allocator_option, write_results
 import kernelaug as ka
 from kernelaug.tools.augment import AugmentSettings, augment_folder
 from kernelaug.data.synthetic import make_pair
@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--per-image", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    add_allocator_option(parser)  # the kernelaug command keeps freed memory: measure it the same way
     args = parser.parse_args()
+    allocator = apply_allocator_option(args)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
@@ -80,14 +82,15 @@ def main() -> None:
     load = os.getloadavg()
     lines = [f"`kernelaug augment` with model {args.model}, torch/OpenCV threads {args.threads}, best of "
              f"{args.repeats} runs, each from scratch (read, draw, blur, write 2 PNGs per output, manifest). "
-             f"Load average at the end: {tuple(round(v, 2) for v in load)}.", "",
+             f"Load average at the end: {tuple(round(v, 2) for v in load)}. {allocator}", "",
              "| image size | sources x per image | learned / parametric | outputs / s | ms / output | resume pass (all skipped) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['size']}x{r['size']} | {r['images']} x {r['per_image']} | {r['learned']} / {r['parametric']} "
                      f"| {r['outputs_per_s']:.1f} | {r['ms_per_output']:.1f} | {r['resume_all_skipped_s']:.2f} s |")
     path = write_results("augment", {"model": args.model, "threads": args.threads, "repeats": args.repeats,
-                                     "load_average": load, "rows": rows}, "\n".join(lines))
+                                     "keep_freed_memory": args.keep_freed_memory, "load_average": load, "rows": rows},
+                         "\n".join(lines))
     print(f"wrote {path}")
 
 

@@ -187,9 +187,8 @@ def blur_versions(model: BlurModel, sharp: np.ndarray, draws: list[BlurDraw], gr
         codes = torch.from_numpy(np.stack([draws[i].code for i in learned]))
         strength = [draws[i].strength for i in learned]
         # One image per forward pass: each output is computed exactly as it would be alone (a resumed
-        # run recomputes only what is missing), and on a CPU it is the fastest per image (measured
-        # with synth-small on the shared 2-core machine: 26 ms at 256x256 alone vs 54 in a batch of
-        # 4, 186 ms vs 397 at 512x512).
+        # run recomputes only what is missing). On a CPU batches are no faster per image (synth-small,
+        # one thread: 6.6 ms at 256x256 alone, 6.1-6.6 in batches of 2 or 4; 26.9 vs 27.7-28.0 at 512x512).
         blurred = KF.learned_blur(image.expand(len(learned), -1, -1, -1), codes, model, strength, grid_mode,
                                   chunk_size=1)
         pixels = (blurred.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)
