@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 
 import numpy as np
 import pytest
@@ -394,17 +393,6 @@ def test_seed_worker_finds_nested_transforms(model, bank):
 
     found = _find_seedables(torch.utils.data.Subset(Wrapper(), [0]))
     assert found == [inner]
-
-
-def test_engine_speed_is_reported(model, bank):
-    """Smoke check of the per-image path's overhead: tiny model, 128x128, well under a second."""
-    engine = LearnedBlur(model, bank, seed=0)
-    image = textured(np.random.default_rng(0), 128, 128)
-    engine(image)
-    start = time.perf_counter()
-    for _ in range(3):
-        engine(image)
-    assert (time.perf_counter() - start) / 3 < 2.0
 
 
 def test_empty_batch_gives_an_empty_result(model):
