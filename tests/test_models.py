@@ -165,7 +165,7 @@ class TestFastOperators:
                 param.add_(torch.randn_like(param) * 0.05)
         return model
 
-    @pytest.mark.parametrize("preset", ["psf-fast", "psf-wide-fast"])
+    @pytest.mark.parametrize("preset", ["psf-fast", "psf-wide-fast", "psf-lean", "psf-wide-lean", "psf-wide-lean-display"])
     def test_fast_presets_start_as_the_identity(self, preset):
         model = build_model(preset).eval()
         sharp = torch.rand(1, 3, 128, 192) * 0.9
@@ -220,10 +220,27 @@ class TestFastOperators:
         with pytest.raises(ValueError, match="blend_band"):
             config_from_dict(data)
 
+    @pytest.mark.parametrize("curve", ["pow", "", 2])
+    def test_config_refuses_an_unknown_tone_curve(self, curve):
+        from kernelaug.models.config import config_from_dict, config_to_dict
+
+        with pytest.raises(ValueError, match="tone_curve"):
+            config_from_dict({**config_to_dict(PRESETS["psf-tiny"]), "tone_curve": curve})
+
+    @pytest.mark.parametrize("tone_curve", ["linear", "square"])
+    def test_fixed_tone_curves_ignore_the_local_gamma(self, tone_curve):
+        model = self._randomised(tone_curve=tone_curve)
+        sharp, code = torch.rand(1, 3, 64, 64), torch.randn(1, model.kernel_dim, 1, 1)
+        with torch.no_grad():
+            params = model.decode(code)
+            out = model.render(sharp, params)
+            params.log_gamma = params.log_gamma + 0.3
+            assert torch.equal(out, model.render(sharp, params))
+
     def test_configs_written_before_the_fast_options_load_as_before(self):
         from kernelaug.models.config import config_from_dict, config_to_dict
 
         data = config_to_dict(PRESETS["psf"])
-        for name in ("residual_scale", "blend_band"):
+        for name in ("residual_scale", "blend_band", "tone_curve"):
             data.pop(name)
         assert config_from_dict(data) == PRESETS["psf"]

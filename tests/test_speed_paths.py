@@ -21,8 +21,8 @@ from kernelaug.models.checkpoint import load_model
 from kernelaug.functional import learned_blur
 from kernelaug.models import build_model
 from kernelaug.models.nonuniform import nonuniform_blur
-from kernelaug.models.psf import (GammaCurve, add_upsampled, conv3x3_by_taps, soft_clip, to_display,
-                                  to_linear, upsample_bilinear)
+from kernelaug.models.psf import (FixedCurve, GammaCurve, add_upsampled, conv3x3_by_taps, soft_clip,
+                                  soft_clip_quadratic, to_display, to_linear, upsample_bilinear)
 
 EPS = 1e-3  # the gamma curve's offset at black (kernelaug.models.psf._GAMMA_EPS)
 
@@ -71,19 +71,31 @@ def reference_to_display(y, gamma):
     return ((y.clamp_min(0) + EPS) ** (1 / gamma) - low) / (high - low)
 
 
+def reference_quadratic_clip(y, sharpness):
+    """The lean operators' soft clip, piece by piece: identity, parabola over (1, 1 + 6 / s), flat."""
+    width = 6 / sharpness
+    return torch.where(y <= 1, y, torch.where(y < 1 + width, y - (y - 1) ** 2 / (2 * width), 1 + width / 2))
+
+
 def reference_render(model, sharp, params):
     """PsfBlurModel.render as first written: one interpolation per map, pow curves, nn.Conv2d."""
     def upsample(grid):
         return F.interpolate(grid, size=sharp.shape[-2:], mode="bilinear", align_corners=False)
 
-    gamma = model.gamma * upsample(params.log_gamma).exp()
+    # The fixed curves are gamma 1 and 2 of the same family, with the quadratic clip.
+    fixed = model.config.tone_curve != "gamma"
+    gamma = {"linear": 1.0, "square": 2.0}[model.config.tone_curve] if fixed \
+        else model.gamma * upsample(params.log_gamma).exp()
     knee = torch.sigmoid(model.knee_raw)
     linear = reference_to_linear(sharp, gamma)
     linear = linear + upsample(params.boost) * F.relu(linear - knee) / (1 - knee)
     linear = nonuniform_blur(linear, params.psf, model.cell, model.config.blend_band or None) \
         * upsample(params.log_gain).exp()
     sharpness = model.sharpness_raw.exp()
-    linear = linear - F.softplus(sharpness * (linear - 1) - 3) / sharpness
+    if fixed:
+        linear = reference_quadratic_clip(linear, sharpness)
+    else:
+        linear = linear - F.softplus(sharpness * (linear - 1) - 3) / sharpness
     blurred = reference_to_display(linear, gamma)
     if model.residual is None:
         return blurred
@@ -169,6 +181,43 @@ def test_soft_clip_matches_softplus_form():
     assert torch.equal(y, before)
 
 
+@pytest.mark.parametrize("power", [1, 2])
+def test_fixed_curves_are_the_pow_form_of_gamma_1_and_2(power):
+    x = torch.linspace(0, 1, 1001).view(1, 1, 1, -1).expand(1, 3, 2, -1)
+    curve = FixedCurve(power)
+    linear = curve.to_linear(x)
+    assert torch.allclose(linear, reference_to_linear(x, float(power)), atol=1e-6)
+    y = torch.linspace(-0.1, 1.3, 1001).view(1, 1, 1, -1).expand(1, 3, 2, -1)
+    before = y.clone()
+    assert torch.allclose(curve.to_display(y), reference_to_display(y, float(power)), atol=1e-6)
+    assert torch.equal(y, before)  # in-place arithmetic on its own copies only
+    assert torch.allclose(curve.to_display(linear), x, atol=1e-5)
+    graph = curve.to_display(curve.to_linear(x.clone().requires_grad_(True)))
+    assert torch.allclose(graph.detach(), x, atol=1e-5)
+
+
+def test_fixed_curve_refuses_other_powers():
+    with pytest.raises(ValueError, match="power 1 or 2"):
+        FixedCurve(3)
+
+
+def test_quadratic_soft_clip_matches_its_pieces_and_gradients():
+    y = torch.linspace(-0.5, 2.0, 5001, dtype=torch.float64)
+    before = y.clone()
+    sharpness = torch.tensor(50.4, dtype=torch.float64)
+    clipped = soft_clip_quadratic(y, sharpness)
+    assert torch.equal(y, before)
+    assert torch.allclose(clipped, reference_quadratic_clip(y, sharpness), atol=1e-12)
+    assert torch.equal(clipped[y <= 1], y[y <= 1])  # the identity up to 1, to the bit
+    assert float(clipped.max()) == pytest.approx(1 + 3 / 50.4)
+    y.requires_grad_(True)
+    sharpness.requires_grad_(True)
+    fast = torch.autograd.grad(soft_clip_quadratic(y, sharpness).sum(), (y, sharpness))
+    plain = torch.autograd.grad(reference_quadratic_clip(y, sharpness).sum(), (y, sharpness))
+    for a, b in zip(fast, plain):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
 def test_soft_clip_is_exact_far_past_the_knee():
     """Outside autograd the softplus is max(log(1 + exp(min(z, 80))), z): saturated highlights
     (z in the thousands) must clip to the knee, not overflow to infinity or stop at z = 80."""
@@ -248,9 +297,34 @@ def test_learned_blur_hands_the_operator_a_contiguous_batch(shipped, monkeypatch
     assert torch.equal(blurred, learned_blur(rgb.contiguous(), codes, shipped))
 
 
-def test_gradients_match_reference():
+@pytest.mark.parametrize("tone_curve", ["linear", "square"])
+def test_lean_render_matches_reference(tone_curve):
+    import dataclasses
+
+    from kernelaug.models.config import PRESETS
+
     torch.manual_seed(0)
-    model = build_model("psf-tiny").train()
+    model = build_model(dataclasses.replace(PRESETS["psf-tiny"], tone_curve=tone_curve, residual_scale=4)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    sharp = images(2, 128, 192, seed=9)
+    codes = torch.randn(2, model.kernel_dim, 2, 3, generator=torch.Generator().manual_seed(10))
+    with torch.inference_mode():
+        params = model.decode(codes)
+        fast = model.render(sharp, params)
+        reference = reference_render(model, sharp, params)
+    assert (fast - reference).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("tone_curve", ["gamma", "linear", "square"])
+def test_gradients_match_reference(tone_curve):
+    import dataclasses
+
+    from kernelaug.models.config import PRESETS
+
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(PRESETS["psf-tiny"], tone_curve=tone_curve)).train()
     with torch.no_grad():  # non-trivial heads, so that every map carries a gradient
         for head in (model.gain_head, model.tone_head, model.feature_head, model.residual[-1]):
             head.weight.normal_(0, 0.1)

@@ -69,8 +69,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--out", required=True, help="output .safetensors model file")
     p.add_argument("--preset", default=None,
                    help="architecture preset (default psf): paper, paper-vae, small, psf, psf-wide, psf-fast, "
-                        "psf-wide-fast, tiny, psf-tiny; with --init, the architecture to fine-tune into (weights "
-                        "of the same name and shape are copied)")
+                        "psf-wide-fast, psf-faster, psf-wide-faster, psf-lean, psf-wide-lean, psf-wide-lean-display, "
+                        "tiny, psf-tiny; with --init, the architecture to fine-tune into (weights of the same name "
+                        "and shape are copied)")
     p.add_argument("--steps", type=NON_NEGATIVE, default=2000)
     p.add_argument("--batch-size", type=POSITIVE, default=8)
     p.add_argument("--crop", type=POSITIVE, default=256)

@@ -5,7 +5,9 @@ F(x, k), per code cell: a K x K PSF, non-negative and summing to one, that is *l
 from the code. The sharp image is taken to linear light, clipped highlights are boosted (they streak
 brighter than 1.0 in a real blur), blurred with the PSFs blended between cell centres, scaled by the
 gain, softly clipped, returned to display gamma, and corrected by a small code-conditioned residual
-network for what PSFs cannot express (noise, response curves).
+network for what PSFs cannot express (noise, response curves). The lean presets (``tone_curve``
+"linear" or "square") replace the learned gamma by a fixed curve and the softplus clip by a quadratic
+one: no exp or log per pixel.
 
 G projects a closed-form least-squares PSF estimate of each cell onto a basis and adds a correction
 from the paper's CNN over both images' features. Projection and basis start from a PCA of the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +86,50 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     knee = torch.add(y.new_tensor(-(s + 3)), y, alpha=s)
     softplus = knee.clamp_max(80).exp_().add_(1).log_()
     return torch.add(y, torch.maximum(softplus, knee, out=softplus), alpha=-1 / s)
+
+
+class FixedCurve:
+    """A fixed display <-> linear-light curve without transcendental functions (the ``tone_curve``
+    options of the lean operators): ``"linear"`` blurs display values as they are (pairs averaged in
+    display space, like the GoPro dataset's); ``"square"`` is gamma 2 by square and square root, offset
+    like :class:`GammaCurve` (0 -> 0, 1 -> 1, a finite slope at black)."""
+
+    def __init__(self, power: int):
+        if power not in (1, 2):
+            raise ValueError(f"a fixed curve has power 1 or 2, got {power}")
+        self.power = power
+        self.low = math.sqrt(_GAMMA_EPS)
+        self.span = math.sqrt(1 + _GAMMA_EPS) - self.low
+
+    def to_linear(self, x: torch.Tensor) -> torch.Tensor:
+        if self.power == 1:
+            return x.clone()
+        out = x.mul(self.span).add_(self.low)
+        return out.mul_(out).sub_(_GAMMA_EPS) if not out.requires_grad else out.square().sub(_GAMMA_EPS)
+
+    def to_display(self, y: torch.Tensor) -> torch.Tensor:
+        out = y.clamp_min(0)
+        if self.power == 1:
+            return out
+        if out.requires_grad:
+            return out.add(_GAMMA_EPS).sqrt().sub(self.low).div(self.span)
+        return out.add_(_GAMMA_EPS).sqrt_().sub_(self.low).div_(self.span)
+
+
+Curve = Union[GammaCurve, FixedCurve]
+
+
+def soft_clip_quadratic(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
+    """:func:`soft_clip` without exp or log: the identity up to 1, a parabola over (1, 1 + 6 / s)
+    whose slope falls from 1 to 0, then flat at the same ceiling, 1 + 3 / s."""
+    width = 6 / sharpness
+    if y.requires_grad or sharpness.requires_grad:
+        # min(y, 1) as y - relu(y - 1): torch's clamps pass no gradient at their bounds, this keeps slope 1 at y = 1.
+        over = (y - 1).relu()
+        excess = over.minimum(width)
+        return torch.addcmul(y - over, excess, 1 - excess / (2 * width))
+    excess = (y - 1).clamp_(0, float(width))
+    return y.clamp_max(1).addcmul_(excess, 1 - excess / (2 * width))
 
 
 @functools.lru_cache(maxsize=64)
@@ -217,6 +264,8 @@ class PsfBlurModel(BlurModel):
                 nn.init.zeros_(head.bias)
         with torch.no_grad():
             self.tone_head.bias[1] = -6.0  # boost starts near zero
+        # A fixed tone curve (the lean operators) or the learned gamma with its per-pixel modulation.
+        self.fixed_curve = {"gamma": None, "linear": FixedCurve(1), "square": FixedCurve(2)}[config.tone_curve]
         self.gamma_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.2))))  # gamma = 1 + softplus = 2.2
         self.sharpness_raw = nn.Parameter(torch.tensor(math.log(50.0)))
         self.knee_raw = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))  # sigmoid -> 0.9
@@ -236,8 +285,8 @@ class PsfBlurModel(BlurModel):
         (B, rows, cols, K, K). Measured: these PSFs alone re-blur held-out synthetic pairs (16 pairs,
         gamma 2.2) to about +7 dB over blurry-vs-sharp."""
         with torch.no_grad():
-            gamma = self.gamma
-            psf = estimate_psfs(to_linear(sharp, gamma), to_linear(blurry, gamma), self.cell,
+            curve = self.fixed_curve or GammaCurve(self.gamma)
+            psf = estimate_psfs(curve.to_linear(sharp), curve.to_linear(blurry), self.cell,
                                 self.config.psf_size, regularisation=3e-2).clamp_min(0)
             psf = torch.where(psf > threshold * psf.amax((-1, -2), keepdim=True), psf, torch.zeros_like(psf))
             return psf / psf.sum((-1, -2), keepdim=True).clamp_min(1e-8)
@@ -294,13 +343,16 @@ class PsfBlurModel(BlurModel):
         return psf.add(eps).sqrt().sum((-1, -2)).mean() - psf.shape[-1] ** 2 * eps ** 0.5
 
     # The stages of F, in order (render runs them; benchmarks/bench_operator.py times them one by one).
-    def tone_maps(self, params: BlurParameters, size: tuple[int, int]) -> tuple[GammaCurve, torch.Tensor, torch.Tensor]:
-        """The per-pixel gamma curve, highlight boost and log-gain, upsampled from the cells."""
+    def tone_maps(self, params: BlurParameters, size: tuple[int, int]) -> tuple[Curve, torch.Tensor, torch.Tensor]:
+        """The per-pixel gamma curve (or the fixed curve), highlight boost and log-gain, upsampled from the cells."""
         # The per-cell maps upsampled at once (bilinear is per channel: the same as one by one).
+        if self.fixed_curve is not None:  # no local gamma
+            maps = upsample_bilinear(torch.cat((params.boost, params.log_gain), dim=1), size)
+            return self.fixed_curve, maps[:, :1], maps[:, 1:2]
         maps = upsample_bilinear(torch.cat((params.log_gamma, params.boost, params.log_gain), dim=1), size)
         return GammaCurve(maps[:, :1].exp().mul(self.gamma)), maps[:, 1:2], maps[:, 2:3]
 
-    def tone_in(self, sharp: torch.Tensor, curve: GammaCurve, boost: torch.Tensor) -> torch.Tensor:
+    def tone_in(self, sharp: torch.Tensor, curve: Curve, boost: torch.Tensor) -> torch.Tensor:
         """Display -> linear light, highlights above the knee boosted (they streak brighter than 1)."""
         knee = torch.sigmoid(self.knee_raw)
         linear = curve.to_linear(sharp)
@@ -312,9 +364,10 @@ class PsfBlurModel(BlurModel):
         """The spatially varying PSFs, blended between cells."""
         return nonuniform_blur(linear, params.psf, self.cell, self.config.blend_band or None)
 
-    def tone_out(self, linear: torch.Tensor, curve: GammaCurve, log_gain: torch.Tensor) -> torch.Tensor:
+    def tone_out(self, linear: torch.Tensor, curve: Curve, log_gain: torch.Tensor) -> torch.Tensor:
         """Exposure gain, sensor saturation, linear light -> display."""
-        return curve.to_display(soft_clip(linear.mul(log_gain.exp()), self.sharpness_raw.exp()))
+        clip = soft_clip if self.fixed_curve is None else soft_clip_quadratic
+        return curve.to_display(clip(linear.mul(log_gain.exp()), self.sharpness_raw.exp()))
 
     def correct(self, blurred: torch.Tensor, sharp: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """The residual network's correction for what PSFs cannot express (at residual_scale)."""
