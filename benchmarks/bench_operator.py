@@ -84,15 +84,18 @@ def measure_model(name: str, size: int, calls: int, repeats: int) -> dict:
         blurred_linear = model.blur(linear, params)
         blurred = model.tone_out(blurred_linear, curve, log_gain)
         small = pixels / scale ** 2
+        # Elementwise operations per pixel and channel of the tone stages (exp and log count as one): the
+        # learned gamma's curves, or the lean presets' fixed ones (none for "linear", square and root for "square").
+        tone_ops = {"gamma": (12, 9, 16), "linear": (4, 5, 9), "square": (4, 9, 13)}[config.tone_curve]
         conv_flops = 2 * small * 9 * (6 * width + width * 3) + 2 * small * width * 2  # + features, activation
         entries = [
             ("decode the code (PSFs, maps)", lambda: model.decode(code), 0.0),
-            ("upsample the maps, gamma constants", lambda: model.tone_maps(params, (size, size)), 12 * pixels),
-            ("tone in: linear light, highlight boost", lambda: model.tone_in(x, curve, boost), 3 * pixels * 9),
+            ("upsample the maps, gamma constants", lambda: model.tone_maps(params, (size, size)), tone_ops[0] * pixels),
+            ("tone in: linear light, highlight boost", lambda: model.tone_in(x, curve, boost), 3 * pixels * tone_ops[1]),
             ("spatially varying blur (nonuniform_blur)", lambda: model.blur(linear, params),
              blur_flops(3, size, size, cell, psf_size, band)),
             ("tone out: gain, soft clip, display gamma", lambda: model.tone_out(blurred_linear, curve, log_gain),
-             3 * pixels * 16),
+             3 * pixels * tone_ops[2]),
             (f"residual network ({'none' if not width else f'width {width}, 1/{scale} resolution'})",
              lambda: model.correct(blurred, x, params.features), conv_flops),
             ("model.apply (all of it)", lambda: model.apply(x, code), None),
