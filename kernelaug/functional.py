@@ -195,19 +195,21 @@ def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
         batch = batch.mean(dim=1, keepdim=True)
     elif spec.channels == 4:
         batch = torch.cat((batch, spec.alpha.to(batch.device)), dim=1)
+    integer_dtype = torch.uint8 if spec.scale == 255.0 else torch.int32
     if spec.integer:
         batch = batch.mul(spec.scale).round_().clamp_(0, spec.scale)
-        # Narrow before the layout change: the transposing copy then moves 1-2 bytes per value, not 4.
-        batch = batch.to(torch.uint8 if spec.scale == 255.0 else torch.int32)
     if spec.kind == "numpy":
-        # torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as numpy.ascontiguousarray.
-        nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous().numpy().astype(spec.dtype, copy=False)
+        # torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as numpy.ascontiguousarray, and
+        # float32 faster than uint8 (0.16 vs 0.21 ms at 256x256 for the whole conversion): narrow after it.
+        nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous()
+        nhwc = (nhwc.to(integer_dtype) if spec.integer else nhwc).numpy().astype(spec.dtype, copy=False)
         if spec.layout == "HW":
             return np.ascontiguousarray(nhwc[0, :, :, 0])
         if spec.layout == "HWC":
             return np.ascontiguousarray(nhwc[0])
         return np.ascontiguousarray(nhwc)
-    out = batch.to(device=spec.device, dtype=spec.dtype)
+    out = batch.to(integer_dtype) if spec.integer else batch
+    out = out.to(device=spec.device, dtype=spec.dtype)
     if spec.layout == "HW":
         out = out[0, 0]
     elif spec.layout == "CHW":
