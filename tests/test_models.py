@@ -237,6 +237,17 @@ class TestFastOperators:
             params.log_gamma = params.log_gamma + 0.3
             assert torch.equal(out, model.render(sharp, params))
 
+    @pytest.mark.parametrize("tone_curve", ["gamma", "linear", "square"])
+    def test_every_trainable_parameter_gets_a_gradient(self, tone_curve):
+        """DistributedDataParallel fails on a trainable parameter the loss never reaches (a fixed
+        curve's unused gamma did)."""
+        model = self._randomised(tone_curve=tone_curve).train()
+        sharp, blurry = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+        code, _ = model.encode(sharp, blurry)
+        model.apply(sharp, code).square().sum().backward()
+        missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert missing == []
+
     def test_configs_written_before_the_fast_options_load_as_before(self):
         from kernelaug.models.config import config_from_dict, config_to_dict
 

@@ -267,6 +267,9 @@ class PsfBlurModel(BlurModel):
         # A fixed tone curve (the lean operators) or the learned gamma with its per-pixel modulation.
         self.fixed_curve = {"gamma": None, "linear": FixedCurve(1), "square": FixedCurve(2)}[config.tone_curve]
         self.gamma_raw = nn.Parameter(torch.tensor(math.log(math.expm1(1.2))))  # gamma = 1 + softplus = 2.2
+        # Kept with a fixed curve (the files of both kinds share their tensors), but frozen: a parameter
+        # that gets no gradient stops DistributedDataParallel.
+        self.gamma_raw.requires_grad_(self.fixed_curve is None)
         self.sharpness_raw = nn.Parameter(torch.tensor(math.log(50.0)))
         self.knee_raw = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))  # sigmoid -> 0.9
         # For what PSFs cannot express; at 1 / residual_scale resolution, or not at all (width 0).
