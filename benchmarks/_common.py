@@ -46,14 +46,18 @@ def write_results(name: str, payload: dict, markdown: str) -> Path:
     return RESULTS / f"{name}.md"
 
 
-def best_per_call(fn, calls: int, repeats: int) -> tuple[float, float]:
+def best_per_call(fn, calls: int, repeats: int, reset=None) -> tuple[float, float]:
     """Best wall-clock and best process CPU seconds per call over ``repeats`` rounds of ``calls``.
 
     CPU time (all threads of this process) is the steadier figure on a shared machine: time spent
-    waiting for a core while other jobs run is not counted in it."""
+    waiting for a core while other jobs run is not counted in it. ``reset`` (untimed, before every
+    round) reseeds a transform whose cost depends on its random draws, so that every round times
+    the same draws: without it the best round is the one that drew the cheapest parameters."""
     fn()  # warm-up
     best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
+        if reset is not None:
+            reset()
         start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             fn()

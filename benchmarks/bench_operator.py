@@ -12,7 +12,7 @@ multiply of an image-sized tensor. The lower bound beside them is one uniform bl
 (one forward and one inverse FFT per channel of the image padded by the PSF) plus the residual's
 convolutions: what any operator with this PSF size and residual network must pay.
 
-Run: python benchmarks/bench_operator.py [--models gopro-small synth-small preset:psf-fast] [--size 256] [--repeats 7]
+Run: python benchmarks/bench_operator.py [--models gopro-small synth-small model.safetensors preset:psf-fast] [--size 256] [--repeats 7]
 Writes benchmarks/results/operator.{json,md}.
 """
 
@@ -26,6 +26,7 @@ import torch
 from _common import add_allocator_option, apply_allocator_option, best_per_call, write_results
 import kernelaug as ka
 from kernelaug.models.nonuniform import fast_fft_size
+from kernelaug.models.pretrained import PRETRAINED
 
 
 def best_ms(fn, calls: int, repeats: int) -> float:
@@ -60,13 +61,17 @@ def uniform_blur_flops(channels: int, height: int, width: int, size: int) -> flo
 
 
 def load(spec: str, size: int):
-    """A pretrained name or file with a code from its bank, or ``preset:NAME`` (untrained) with a random code."""
+    """A pretrained name with a code from its bank, or a model file or ``preset:NAME`` (untrained) with a
+    seeded random code: the operator's cost does not depend on the code's values."""
     if spec.startswith("preset:"):
         torch.manual_seed(0)
         model = ka.build_model(spec.split(":", 1)[1]).eval()
-        return model, torch.randn(1, *model.code_shape(size, size)) * 0.1
-    model = ka.load_model(spec).float().eval()
-    return model, torch.from_numpy(ka.resolve_bank(None, spec).sample(1, rng=0, grid=model.code_shape(size, size)[1:]))
+    else:
+        model = ka.load_model(spec).float().eval()
+        if spec in PRETRAINED:
+            bank = ka.resolve_bank(None, spec)
+            return model, torch.from_numpy(bank.sample(1, rng=0, grid=model.code_shape(size, size)[1:]))
+    return model, torch.randn(1, *model.code_shape(size, size), generator=torch.Generator().manual_seed(0)) * 0.1
 
 
 def measure_model(name: str, size: int, calls: int, repeats: int) -> dict:
