@@ -142,6 +142,27 @@ def test_nonuniform_blur_with_a_narrow_band_matches_per_cell_spatial_convolution
     assert torch.allclose(nonuniform_blur(image, psfs, cell, band), expected, atol=2e-6)
 
 
+@pytest.mark.parametrize("chunk_bytes,chunks", [(1, 5), (450_000, 3)])  # columns of cells 1 or 2 at a time
+def test_nonuniform_blur_in_column_chunks_equals_one_pass(monkeypatch, chunk_bytes, chunks):
+    """Large images go through the transforms a few columns of cells at a time (to stay in cache):
+    the same values and gradients as one pass over the whole image."""
+    import kernelaug.models.nonuniform as nonuniform
+
+    image = images(2, 64, 160)[:, :3].requires_grad_()
+    psfs = random_psfs(2, 2, 5, 15).requires_grad_()
+    whole = nonuniform_blur(image, psfs, 32, 16)
+    whole_grads = torch.autograd.grad(whole.square().sum(), (image, psfs))
+    monkeypatch.setattr(nonuniform, "CHUNK_BYTES", chunk_bytes)
+    inverse, calls = torch.fft.irfft, []
+    monkeypatch.setattr(torch.fft, "irfft", lambda *args, **kwargs: calls.append(1) or inverse(*args, **kwargs))
+    chunked = nonuniform_blur(image, psfs, 32, 16)
+    assert len(calls) == chunks  # one last inverse transform per chunk
+    chunked_grads = torch.autograd.grad(chunked.square().sum(), (image, psfs))
+    assert torch.equal(chunked, whole)
+    for got, expected in zip(chunked_grads, whole_grads):
+        assert torch.allclose(got, expected, atol=1e-6)
+
+
 def test_fft_sizes_are_even_smooth_and_at_most_an_eighth_above_the_smooth_size():
     from kernelaug.models.nonuniform import fast_fft_size
 
