@@ -73,7 +73,8 @@ def _blend_windows(windows: torch.Tensor, weights: torch.Tensor, cell: int, band
 #: Bytes of y-spectrum that nonuniform_blur processes at once when an image has more than twice as
 #: much: columns of cells are taken in chunks that stay in cache. Measured on one thread
 #: (2026-12-04, 47x47 PSFs): 720x1280 took 0.65x the time of one whole-image pass (41.8 vs 64.0 ms),
-#: 512x512 the same; 256x256 images, one or two at a time, stay in one pass.
+#: 512x512 the same; 256x256 images, one or two at a time, stay in one pass. CPU only: on a GPU the
+#: whole batch goes in one pass.
 CHUNK_BYTES = 4 << 20
 
 
@@ -114,7 +115,8 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
     windows = padded.unfold(3, n, cell)                                      # B, C, tall, cols, n (a view)
     weights = cell_weights(rows, cell, image.device, image.dtype, band)
     column_bytes = batch * channels * (n // 2 + 1) * rows * n * 8             # complex64 y-spectrum
-    step = cols if cols * column_bytes <= 2 * CHUNK_BYTES else max(1, CHUNK_BYTES // column_bytes)
+    small = cols * column_bytes <= 2 * CHUNK_BYTES or image.device.type != "cpu"  # GPUs: untuned, one pass
+    step = cols if small else max(1, CHUNK_BYTES // column_bytes)
     chunks = []
     for first in range(0, cols, step):
         part = slice(first, min(cols, first + step))
