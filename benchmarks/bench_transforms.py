@@ -14,7 +14,7 @@ parametric motion blur. Ratios are against Albumentations ``MotionBlur(3, 31)`` 
 measured in the same run (the machines are shared: absolute times drift, ratios less). Each entry
 is the best of ``--repeats`` rounds of ``--calls`` calls, every round making the same random draws.
 The ranged motion blurs draw an odd kernel size uniformly, and their cost grows with its square
-(Kornia at 256x256: 0.35 ms per image at 3, 4.2 ms at 31); their rows are the expected cost, the mean
+(Kornia at 256x256: 0.40 ms per image at 3, 4.1 ms at 31); their rows are the expected cost, the mean
 over the sizes timed one by one, with the largest size's own row beside it. (Until 2026-12-04 these
 rows were the best round of random draws: Kornia draws one size per batch, so its row was the
 luckiest round's, 0.8-2.0 ms, where the expected cost is about 2.2 ms.) The whole table is measured once per value
