@@ -317,8 +317,8 @@ class LearnedBlurBatch:
     Codes can also be drawn in the workers (a :class:`CodeSampler` per dataset, one code per item,
     collated to (B, C, h, w)) and passed as ``codes=``; the strength is then still drawn here (when it is a
     range). Args as :class:`LearnedBlur`; ``device`` None keeps the model where it is ("auto": CUDA
-    when present); ``chunk_size`` images per forward pass (default: 2 on the CPU, where larger batches get slower
-    per image, the whole batch on a GPU).
+    when present); ``chunk_size`` images per forward pass (default on the CPU: one per torch thread, at most 2, where
+    larger batches get slower per image; the whole batch on a GPU).
     """
 
     def __init__(self, model=DEFAULT_MODEL, bank=None, mode: str = "bank", strength=1.0, grid_mode: str = "resize",

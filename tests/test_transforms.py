@@ -395,6 +395,17 @@ def test_seed_worker_finds_nested_transforms(model, bank):
     assert found == [inner]
 
 
+@pytest.mark.parametrize("threads,chunk", [(1, 1), (2, 2), (3, KF.CPU_CHUNK)])
+def test_cpu_passes_take_one_image_per_thread_up_to_the_cap(model, bank, monkeypatch, threads, chunk):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert KF.cpu_chunk() == chunk
+    seen = []
+    apply = model.apply
+    monkeypatch.setattr(model, "apply", lambda sharp, code: seen.append(sharp.shape[0]) or apply(sharp, code))
+    KF.learned_blur(torch.rand(3, 3, 64, 64), torch.from_numpy(bank.sample(3, rng=0)), model)
+    assert seen == [chunk] * (3 // chunk) + ([3 % chunk] if 3 % chunk else [])
+
+
 def test_empty_batch_gives_an_empty_result(model):
     images = torch.rand(0, 3, 64, 64)
     out = KF.learned_blur(images, torch.zeros(0, model.kernel_dim, 1, 1), model)
