@@ -14,10 +14,10 @@ parametric motion blur. Ratios are against Albumentations ``MotionBlur(3, 31)`` 
 measured in the same run (the machines are shared: absolute times drift, ratios less). Each entry
 is the best of ``--repeats`` rounds of ``--calls`` calls, every round making the same random draws.
 The ranged motion blurs draw an odd kernel size uniformly, and their cost grows with its square
-(Kornia at 256x256: 0.40 ms per image at 3, 4.1 ms at 31); their rows are the expected cost, the mean
-over the sizes timed one by one, with the largest size's own row beside it. (Until 2026-12-04 these
-rows were the best round of random draws: Kornia draws one size per batch, so its row was the
-luckiest round's, 0.8-2.0 ms, where the expected cost is about 2.2 ms.) The whole table is measured once per value
+(Kornia at 256x256 on 2026-12-04: 0.41 ms per image at 3, 3.84 ms at 31); their rows are the expected
+cost, the mean over the sizes timed one by one, with the largest size's own row beside it. (Until
+2026-12-04 these rows were the best round of random draws: Kornia draws one size per batch, so its
+row was the luckiest round's, 0.8-2.0 ms, where the expected cost measured that day is 1.6 ms.) The whole table is measured once per value
 of ``--threads`` (default 1 and 2), with torch and OpenCV both given that many threads: 1 is what each
 DataLoader worker gets; 2 is what a lone process gets by default on a 2-core machine. A last section
 times LearnedBlur at ``--scaling`` sizes (default up to 720x1280) on one thread: the cost per

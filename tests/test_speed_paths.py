@@ -158,7 +158,7 @@ def test_nonuniform_blur_in_column_chunks_equals_one_pass(monkeypatch, chunk_byt
     chunked = nonuniform_blur(image, psfs, 32, 16)
     assert len(calls) == chunks  # one last inverse transform per chunk
     chunked_grads = torch.autograd.grad(chunked.square().sum(), (image, psfs))
-    assert torch.equal(chunked, whole)
+    assert torch.allclose(chunked, whole, atol=1e-6)  # equal here; other layouts round differently
     for got, expected in zip(chunked_grads, whole_grads):
         assert torch.allclose(got, expected, atol=1e-6)
 

@@ -46,7 +46,7 @@ PRETRAINED: dict[str, PretrainedEntry] = {
             bank_file="synth-lean.bank.h5",
             sha256="17164406be5ef984c00b47dfb4d429050a1da87b7f5d5955ecff0c7d62fed323",
             description="psf-lean preset (fixed gamma-2 curve, quarter-resolution residual): synth-small's stage 1 "
-                        "fine-tuned on the same synthetic set, 0.74-0.86x its LearnedBlur time; see pretrained/README.md",
+                        "fine-tuned on the same synthetic set, 0.74-0.87x its LearnedBlur time; see pretrained/README.md",
         ),
         PretrainedEntry(
             name="gopro-lean",
@@ -55,7 +55,7 @@ PRETRAINED: dict[str, PretrainedEntry] = {
             sha256="c43988c48e24de1735b22b45a1a32b5f3fc0b568c5c68a53c877adeccaf6958d",
             description="psf-wide-lean-display preset (no tone curve: the frames' pairs are display-space "
                         "averages; quarter-resolution residual): gopro-small's stage 1 fine-tuned on the same real "
-                        "GoPro frames, 0.72-0.86x its LearnedBlur time; see pretrained/README.md",
+                        "GoPro frames, 0.72-0.87x its LearnedBlur time; see pretrained/README.md",
         ),
     )
 }
