@@ -153,35 +153,31 @@ def measure_all(args, threads: int, models, image, tensor, batch) -> list[dict]:
     """Every row of the table, measured with the current thread settings."""
     rows = []
 
-    def measure(name: str, fn, images_per_call: int = 1, calls: int | None = None, model: str = "",
-                reset=None) -> dict:
-        seconds, cpu = (t / images_per_call for t in best_per_call(fn, calls or args.calls, args.repeats, reset))
-        row = {"transform": name, "model": model, "threads": threads, "ms_per_image": round(seconds * 1000, 3),
-               "cpu_ms_per_image": round(cpu * 1000, 3), "images_per_s": round(1 / seconds, 1),
-               "batch": images_per_call}
-        rows.append(row)
+    def add_row(name: str, seconds: float, cpu: float, images_per_call: int, model: str = "", **extra) -> None:
+        rows.append({"transform": name, "model": model, "threads": threads, "ms_per_image": round(seconds * 1000, 3),
+                     "cpu_ms_per_image": round(cpu * 1000, 3), "images_per_s": round(1 / seconds, 1),
+                     "batch": images_per_call, **extra})
         print(f"{model + ' ' if model else ''}{name:55s} {seconds * 1000:9.3f} ms/img {1 / seconds:9.1f} img/s "
               f"(CPU {cpu * 1000:.3f} ms)", flush=True)
-        return row
+
+    def time_per_image(fn, images_per_call: int, calls: int | None, reset=None) -> tuple[float, float]:
+        return tuple(t / images_per_call for t in best_per_call(fn, calls or args.calls, args.repeats, reset))
+
+    def measure(name: str, fn, images_per_call: int = 1, calls: int | None = None, model: str = "",
+                reset=None) -> None:
+        add_row(name, *time_per_image(fn, images_per_call, calls, reset), images_per_call, model)
 
     def expected_over_sizes(name: str, make, sizes, images_per_call: int = 1, calls: int | None = None) -> None:
         """A blur that draws its kernel size uniformly from ``sizes``: each size timed on its own (the
         cost grows with the size squared), the row the mean over sizes, i.e. the expected cost per
         image; the largest size gets a row of its own."""
-        per_size = {}
-        for size in sizes:
-            blur = make(size)
-            seconds, cpu = (t / images_per_call for t in best_per_call(blur, calls or args.calls, args.repeats))
-            per_size[size] = (seconds, cpu)
-        seconds = sum(s for s, _ in per_size.values()) / len(sizes)
-        cpu = sum(c for _, c in per_size.values()) / len(sizes)
-        for label, (wall, process) in ((f"{name}, expected over its {len(sizes)} kernel sizes", (seconds, cpu)),
-                                       (f"{name}, kernel {sizes[-1]} only", per_size[sizes[-1]])):
-            rows.append({"transform": label, "model": "", "threads": threads, "ms_per_image": round(wall * 1000, 3),
-                         "cpu_ms_per_image": round(process * 1000, 3), "images_per_s": round(1 / wall, 1),
-                         "batch": images_per_call,
-                         "ms_per_image_by_kernel_size": {k: round(v[0] * 1000, 3) for k, v in per_size.items()}})
-            print(f"{label:55s} {wall * 1000:9.3f} ms/img", flush=True)
+        per_size = {size: time_per_image(make(size), images_per_call, calls) for size in sizes}
+        by_size = {size: round(wall * 1000, 3) for size, (wall, _) in per_size.items()}
+        mean = tuple(sum(times) / len(sizes) for times in zip(*per_size.values()))
+        add_row(f"{name}, expected over its {len(sizes)} kernel sizes", *mean, images_per_call,
+                ms_per_image_by_kernel_size=by_size)
+        add_row(f"{name}, kernel {sizes[-1]} only", *per_size[sizes[-1]], images_per_call,
+                ms_per_image_by_kernel_size=by_size)
 
     # Reference blurs first: the ratios' denominators. Their cost depends on the kernel size they draw,
     # so the ranged ones are timed size by size (a best-of-rounds time of random draws would report

@@ -295,9 +295,8 @@ def _lerp(sharp: torch.Tensor, blurred: torch.Tensor, strength: torch.Tensor | f
 #: Images per forward pass on the CPU, at most: one per torch thread up to this many. Larger passes
 #: fell out of cache and got slower per image (psf preset at 256x256, CPU time per image in two runs,
 #: before the blur took columns in chunks: 16.8-16.9 ms for 1 or 2 images per pass, 17.1-23.2 at 4,
-#: 20-42 at 8, 43-49 at 16). Measured
-#: 2026-12-04, LearnedBlurBatch on 32 images: one thread, 1 image per pass 0.94x the time of 2;
-#: two threads, 2 images 0.86-0.89x the time of 1.
+#: 20-42 at 8, 43-49 at 16). Measured 2026-12-04, LearnedBlurBatch on 32 images: one thread,
+#: 1 image per pass 0.94x the time of 2; two threads, 2 images 0.86-0.89x the time of 1.
 CPU_CHUNK = 2
 
 
