@@ -102,7 +102,8 @@ def measure_model(name: str, size: int, calls: int, repeats: int) -> dict:
             ("tone out: gain, soft clip, display gamma", lambda: model.tone_out(blurred_linear, curve, log_gain),
              3 * pixels * tone_ops[2]),
             (f"residual network ({'none' if not width else f'width {width}, 1/{scale} resolution'})",
-             lambda: model.correct(blurred, x, params.features), conv_flops),
+             # in place, as render runs it: each call adds its correction into `blurred` again (same cost)
+             lambda: model.correct(blurred, x, params.features, in_place=True), conv_flops),
             ("model.apply (all of it)", lambda: model.apply(x, code), None),
         ]
         for label, fn, flops in entries:

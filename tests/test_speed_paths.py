@@ -302,12 +302,14 @@ def test_learned_blur_at_any_size_matches_reference(shipped, monkeypatch, batch,
 
 
 def test_learned_blur_hands_the_operator_a_contiguous_batch(shipped, monkeypatch):
-    """numpy HWC images become channels-last views; every stage of F is slower on those, so
-    learned_blur copies them to a contiguous batch first (and the result is the same)."""
+    """Every stage of F is slower on channels-last views (numpy HWC images seen as BCHW): to_rgb_batch
+    converts numpy images to a contiguous batch, and learned_blur copies any other view first (the
+    result is the same)."""
     from kernelaug.functional import to_rgb_batch
 
     hwc = (images(1, 128, 128, seed=7)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    rgb, _ = to_rgb_batch(hwc)
+    assert to_rgb_batch(hwc)[0].is_contiguous() and to_rgb_batch(hwc.astype(np.float32) / 255)[0].is_contiguous()
+    rgb = torch.from_numpy(hwc).permute(2, 0, 1)[None].float() / 255
     assert not rgb.is_contiguous()
     codes = torch.randn(1, shipped.kernel_dim, 2, 2, generator=torch.Generator().manual_seed(8))
     seen = []
@@ -428,3 +430,15 @@ def test_upsample_matches_interpolate(shape, factor):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
     expected = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
     assert torch.allclose(upsample(x, factor), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 1, 5, 7), (1, 2, 1, 3), (1, 3, 1, 1)])
+def test_add_upsampled_in_place_matches_interpolate(shape, factor):
+    from kernelaug.models.psf import add_upsampled_
+
+    low = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(*shape[:2], shape[2] * factor, shape[3] * factor, generator=torch.Generator().manual_seed(6))
+    expected = x + F.interpolate(low, scale_factor=factor, mode="bilinear", align_corners=False)
+    out = add_upsampled_(x, low, factor)
+    assert out is x and torch.allclose(x, expected, atol=1e-6)

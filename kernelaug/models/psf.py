@@ -56,10 +56,11 @@ class GammaCurve:
             return out.log().mul(self.gamma).exp().sub(_GAMMA_EPS)
         return out.log_().mul_(self.gamma).exp_().sub_(_GAMMA_EPS)
 
-    def to_display(self, y: torch.Tensor) -> torch.Tensor:
-        out = y.clamp_min(0)
-        if out.requires_grad or self.inverse.requires_grad:
-            return out.add(_GAMMA_EPS).log().mul(self.inverse).exp().sub(self.low).div(self.span)
+    def to_display(self, y: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """Linear light -> display. ``in_place``: outside autograd, write into ``y`` (a caller's own temporary)."""
+        if y.requires_grad or self.inverse.requires_grad:
+            return y.clamp_min(0).add(_GAMMA_EPS).log().mul(self.inverse).exp().sub(self.low).div(self.span)
+        out = y.clamp_min_(0) if in_place else y.clamp_min(0)
         return out.add_(_GAMMA_EPS).log_().mul_(self.inverse).exp_().sub_(self.low).div_(self.span)
 
 
@@ -72,9 +73,9 @@ def to_display(y: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return GammaCurve(torch.as_tensor(gamma, dtype=y.dtype, device=y.device)).to_display(y)
 
 
-def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
+def soft_clip(y: torch.Tensor, sharpness: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """A smooth min(y, 1 + 3 / sharpness): sensor saturation with a learned knee, within 0.1 % of
-    the identity up to 1."""
+    the identity up to 1. ``in_place``: outside autograd, write into ``y``."""
     # softplus by exp and log: F.softplus and log1p are not vectorised on the CPU (about 60x slower
     # than exp here). Where exp(-|z|) rounds away against 1, the term it drops is below 1e-7 / sharpness.
     if y.requires_grad or sharpness.requires_grad:
@@ -85,7 +86,8 @@ def soft_clip(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
     s = float(sharpness)
     knee = torch.add(y.new_tensor(-(s + 3)), y, alpha=s)
     softplus = knee.clamp_max(80).exp_().add_(1).log_()
-    return torch.add(y, torch.maximum(softplus, knee, out=softplus), alpha=-1 / s)
+    softplus = torch.maximum(softplus, knee, out=softplus)
+    return y.add_(softplus, alpha=-1 / s) if in_place else torch.add(y, softplus, alpha=-1 / s)
 
 
 class FixedCurve:
@@ -102,13 +104,15 @@ class FixedCurve:
         self.span = math.sqrt(1 + _GAMMA_EPS) - self.low
 
     def to_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """Display -> linear light; the linear curve returns ``x`` itself (callers must not write into it)."""
         if self.power == 1:
-            return x.clone()
+            return x
         out = x.mul(self.span).add_(self.low)
         return out.mul_(out).sub_(_GAMMA_EPS) if not out.requires_grad else out.square().sub(_GAMMA_EPS)
 
-    def to_display(self, y: torch.Tensor) -> torch.Tensor:
-        out = y.clamp_min(0)
+    def to_display(self, y: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """Linear light -> display. ``in_place``: outside autograd, write into ``y`` (a caller's own temporary)."""
+        out = y.clamp_min_(0) if in_place and not y.requires_grad else y.clamp_min(0)
         if self.power == 1:
             return out
         if out.requires_grad:
@@ -119,9 +123,10 @@ class FixedCurve:
 Curve = Union[GammaCurve, FixedCurve]
 
 
-def soft_clip_quadratic(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
+def soft_clip_quadratic(y: torch.Tensor, sharpness: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """:func:`soft_clip` without exp or log: the identity up to 1, a parabola over (1, 1 + 6 / s)
-    whose slope falls from 1 to 0, then flat at the same ceiling, 1 + 3 / s."""
+    whose slope falls from 1 to 0, then flat at the same ceiling, 1 + 3 / s. ``in_place``: outside
+    autograd, write into ``y``."""
     width = 6 / sharpness
     if y.requires_grad or sharpness.requires_grad:
         # min(y, 1) as y - relu(y - 1): torch's clamps pass no gradient at their bounds, this keeps slope 1 at y = 1.
@@ -130,7 +135,8 @@ def soft_clip_quadratic(y: torch.Tensor, sharpness: torch.Tensor) -> torch.Tenso
         return torch.addcmul(y - over, excess, 1 - excess / (2 * width))
     width = float(width)  # outside autograd: Python scalars, in place on its own results (2.4x faster here)
     excess = (y - 1).clamp_(0, width)
-    return y.clamp_max(1).add_(excess).addcmul_(excess, excess, value=-0.5 / width)
+    base = y.clamp_max_(1) if in_place else y.clamp_max(1)
+    return base.add_(excess).addcmul_(excess, excess, value=-0.5 / width)
 
 
 @functools.lru_cache(maxsize=64)
@@ -187,9 +193,32 @@ def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 def mean_pool(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``F.avg_pool2d(x, factor)`` for sides divisible by ``factor``, as strided slices added along
-    each axis: several times faster on the CPU than avg_pool2d or a mean over a reshaped view."""
-    rows = functools.reduce(torch.add, (x[..., i::factor] for i in range(factor)))
-    return functools.reduce(torch.add, (rows[..., i::factor, :] for i in range(factor))) / factor ** 2
+    each axis: several times faster on the CPU than avg_pool2d or a mean over a reshaped view. Rows
+    first (their slices are contiguous lines), into its own sums: 0.05 vs 0.09 ms for columns first
+    at 256x256 and factor 4 here."""
+    rows = x[..., 0::factor, :] + x[..., 1::factor, :]
+    for i in range(2, factor):
+        rows.add_(x[..., i::factor, :])
+    out = rows[..., 0::factor] + rows[..., 1::factor]
+    for i in range(2, factor):
+        out.add_(rows[..., i::factor])
+    return out.mul_(1 / factor ** 2)
+
+
+def add_upsampled_(x: torch.Tensor, low: torch.Tensor, factor: int) -> torch.Tensor:
+    """``x += upsample(low, factor)`` in place, for contiguous ``x`` outside autograd: along x by one
+    ``F.interpolate(mode="linear")``, along y as ``factor`` lerps added into strided row views of x
+    (no full-size temporary): 0.14 vs 0.30 ms for ``x + upsample(low, 4)`` at 256x256 here."""
+    batch, channels, rows, cols = low.shape
+    wide = F.interpolate(low.reshape(batch, channels * rows, cols), scale_factor=factor, mode="linear",
+                         align_corners=False).view(batch, channels, rows, cols * factor)
+    padded = torch.cat((wide[..., :1, :], wide, wide[..., -1:, :]), dim=2)
+    before, here, after = padded[..., :rows, :], padded[..., 1:rows + 1, :], padded[..., 2:, :]
+    phases = x.view(batch, channels, rows, factor, cols * factor)
+    for j in range(factor):
+        offset = (j + 0.5) / factor - 0.5  # as in upsample
+        phases[:, :, :, j].add_(torch.lerp(here, before if offset < 0 else after, abs(offset)))
+    return x
 
 
 def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -362,7 +391,10 @@ class PsfBlurModel(BlurModel):
         linear = curve.to_linear(sharp)
         if linear.requires_grad or boost.requires_grad:
             return torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
-        return linear.addcmul_(boost, (linear - knee).relu_().div_(1 - knee))
+        # Outside autograd: the division on the one-channel boost map, in place on the curve's own result.
+        above = (linear - knee).relu_()
+        boost = boost / (1 - knee)
+        return torch.addcmul(linear, boost, above) if linear is sharp else linear.addcmul_(boost, above)
 
     def blur(self, linear: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """The spatially varying PSFs, blended between cells."""
@@ -371,10 +403,14 @@ class PsfBlurModel(BlurModel):
     def tone_out(self, linear: torch.Tensor, curve: Curve, log_gain: torch.Tensor) -> torch.Tensor:
         """Exposure gain, sensor saturation, linear light -> display."""
         clip = soft_clip if self.fixed_curve is None else soft_clip_quadratic
-        return curve.to_display(clip(linear.mul(log_gain.exp()), self.sharpness_raw.exp()))
+        # In place on its own product outside autograd (no full-size temporaries: gopro-lean 0.30 -> 0.21 ms here).
+        clipped = clip(linear.mul(log_gain.exp()), self.sharpness_raw.exp(), in_place=True)
+        return curve.to_display(clipped, in_place=True)
 
-    def correct(self, blurred: torch.Tensor, sharp: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        """The residual network's correction for what PSFs cannot express (at residual_scale)."""
+    def correct(self, blurred: torch.Tensor, sharp: torch.Tensor, features: torch.Tensor | None,
+                in_place: bool = False) -> torch.Tensor:
+        """The residual network's correction for what PSFs cannot express (at residual_scale).
+        ``in_place``: outside autograd, add it into ``blurred`` (render passes its own temporary)."""
         if self.residual is None:
             return blurred
         first, act, last = self.residual
@@ -382,13 +418,15 @@ class PsfBlurModel(BlurModel):
         inputs = torch.cat((blurred, sharp) if scale == 1 else (mean_pool(blurred, scale), mean_pool(sharp, scale)), 1)
         hidden = act(add_upsampled(first(inputs), features))
         correction = conv3x3_by_taps(hidden, last.weight, last.bias) if hidden.device.type == "cpu" else last(hidden)
-        return blurred + (upsample(correction, scale) if scale > 1 else correction)
+        if not in_place or blurred.requires_grad or correction.requires_grad or not blurred.is_contiguous():
+            return blurred + (upsample(correction, scale) if scale > 1 else correction)
+        return add_upsampled_(blurred, correction, scale) if scale > 1 else blurred.add_(correction)
 
     def render(self, sharp: torch.Tensor, params: BlurParameters) -> torch.Tensor:
         """Apply decoded blur parameters to a sharp image (the physical part of F, then the residual)."""
         curve, boost, log_gain = self.tone_maps(params, sharp.shape[-2:])
         linear = self.blur(self.tone_in(sharp, curve, boost), params)
-        return self.correct(self.tone_out(linear, curve, log_gain), sharp, params.features)
+        return self.correct(self.tone_out(linear, curve, log_gain), sharp, params.features, in_place=True)
 
     def apply(self, sharp, code):
         self.check_code(sharp, code)
