@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -68,9 +69,17 @@ def small_bank(tmp_path_factory):
     return write_bank(tmp_path_factory.mktemp("small") / "bank.h5", codes), codes
 
 
+@pytest.fixture(params=["memory", "hdf5"])
+def read_from(request, monkeypatch):
+    """Both ways a bank reads its codes: small banks from memory, large ones through HDF5."""
+    if request.param == "hdf5":
+        monkeypatch.setattr(bank_module, "MEMORY_CODES_BYTES", 0)
+    return request.param
+
+
 # ---------------------------------------------------------------------------------------------------
 class TestRoundTrip:
-    def test_float32_bit_exact(self, small_bank):
+    def test_float32_bit_exact(self, small_bank, read_from):
         path, codes = small_bank
         bank = KernelBank(path)
         assert len(bank) == 50 and bank.code_shape == (8, 2, 2) and bank.dtype == np.float32
@@ -85,12 +94,24 @@ class TestRoundTrip:
         with pytest.raises(IndexError, match="out of range"):
             bank[50]
 
-    def test_float16_returns_rounded_values_exactly(self, tmp_path):
+    def test_float16_returns_rounded_values_exactly(self, tmp_path, read_from):
         codes = random_codes(20, seed=1)
         bank = KernelBank(write_bank(tmp_path / "b16.h5", codes, dtype="float16"))
         assert bank.dtype == np.float16
         expected = codes.astype(np.float16).astype(np.float32)
         assert np.array_equal(bank[:], expected) and not np.array_equal(bank[:], codes)
+
+    def test_small_banks_read_once_into_memory_and_hand_out_copies(self, small_bank, read_from):
+        path, codes = small_bank
+        bank = KernelBank(path)
+        first = bank[3]
+        first[:] = 0
+        rows = bank[[3, 4]]
+        rows[:] = 0
+        assert np.array_equal(bank[3], codes[3]) and np.array_equal(bank[[3, 4]], codes[[3, 4]])
+        assert (bank._memory is not None) == (read_from == "memory")
+        assert pickle.loads(pickle.dumps(bank))._memory is None  # a pickle carries the path only
+        assert np.array_equal(bank.sample(4, rng=0), KernelBank(path).sample(4, rng=0))
 
     def test_provenance_and_metadata(self, small_bank):
         bank = KernelBank(small_bank[0])
