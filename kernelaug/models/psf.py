@@ -235,8 +235,9 @@ def conv3x3_by_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -
             if dy == 1 and dx == 1:
                 continue
             oy, ox = dy - 1, dx - 1  # out[y, x] += taps[dy, dx][y + oy, x + ox], zero outside
-            out[:, :, max(-oy, 0):height - max(oy, 0), max(-ox, 0):width - max(ox, 0)] += \
-                taps[:, dy, dx, :, max(oy, 0):height - max(-oy, 0), max(ox, 0):width - max(-ox, 0)]
+            # add_ on the view: `out[...] +=` would also copy the view onto itself (setitem)
+            out[:, :, max(-oy, 0):height - max(oy, 0), max(-ox, 0):width - max(ox, 0)].add_(
+                taps[:, dy, dx, :, max(oy, 0):height - max(-oy, 0), max(ox, 0):width - max(-ox, 0)])
     return out
 
 
