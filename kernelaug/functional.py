@@ -189,16 +189,17 @@ def _split_channels(batch: torch.Tensor, spec: ImageSpec) -> tuple[torch.Tensor,
     return batch, spec
 
 
-def _numpy_uint8(batch: torch.Tensor, spec: ImageSpec) -> np.ndarray:
-    """:func:`from_rgb_batch` for numpy uint8 images: each plane scaled, rounded (half to even, as
-    torch.round) and saturated by OpenCV's convertScaleAbs, then interleaved by cv2.merge. Equal to
-    the torch path (mul, round, clamp, transpose, cast) and 5x faster at 256x256 (0.045 vs 0.24 ms)."""
-    planes = batch.clamp(0, 1).cpu().numpy()  # in [0, 1] first: convertScaleAbs takes |255 x|
-    images = [cv2.merge([cv2.convertScaleAbs(plane, alpha=255.0) for plane in image]) for image in planes]
-    if spec.layout == "HW":
-        return images[0]
-    images = [image.reshape(*image.shape[:2], spec.channels) for image in images]  # merge drops a last axis of 1
-    return images[0] if spec.layout == "HWC" else np.stack(images)
+def _uint8_planes(batch: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) float values -> (B, C, H, W) uint8: times 255, rounded half to even (as torch.round)
+    and saturated, by OpenCV's convertScaleAbs plane by plane. The same values as torch's mul, round,
+    clamp and cast; at 256x256 RGB, 0.045 instead of 0.24 ms to a numpy HWC image, 0.057 instead of
+    0.117 ms to a torch CHW one."""
+    planes = batch.clamp(0, 1).cpu()  # in [0, 1] first: convertScaleAbs takes |255 x|
+    out = np.empty(planes.shape, np.uint8)
+    side = planes.shape[-2:]
+    for source, target in zip(planes.numpy().reshape(-1, *side), out.reshape(-1, *side)):
+        cv2.convertScaleAbs(source, dst=target, alpha=255.0)
+    return out
 
 
 def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
@@ -209,11 +210,14 @@ def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
     elif spec.channels == 4:
         batch = torch.cat((batch, spec.alpha.to(batch.device)), dim=1)
     if spec.kind == "numpy" and spec.scale == 255.0:
-        return _numpy_uint8(batch, spec)
+        images = [cv2.merge(list(planes)) for planes in _uint8_planes(batch)]
+        if spec.layout == "HW":
+            return images[0]
+        images = [image.reshape(*image.shape[:2], spec.channels) for image in images]  # merge drops an axis of 1
+        return images[0] if spec.layout == "HWC" else np.stack(images)
     integer_dtype = torch.uint8 if spec.scale == 255.0 else torch.int32
-    if spec.integer:
-        batch = batch.mul(spec.scale).round_().clamp_(0, spec.scale)
     if spec.kind == "numpy":
+        batch = batch.mul(spec.scale).round_().clamp_(0, spec.scale) if spec.integer else batch
         # torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as numpy.ascontiguousarray, and
         # float32 faster than uint8 (0.16 vs 0.21 ms at 256x256 for the whole conversion): narrow after it.
         nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous()
@@ -223,7 +227,12 @@ def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
         if spec.layout == "HWC":
             return np.ascontiguousarray(nhwc[0])
         return np.ascontiguousarray(nhwc)
-    out = batch.to(integer_dtype) if spec.integer else batch
+    if spec.integer and batch.device.type == "cpu":
+        out = torch.from_numpy(_uint8_planes(batch))
+    elif spec.integer:
+        out = batch.mul(spec.scale).round_().clamp_(0, spec.scale).to(integer_dtype)
+    else:
+        out = batch
     out = out.to(device=spec.device, dtype=spec.dtype)
     if spec.layout == "HW":
         out = out[0, 0]

@@ -243,15 +243,16 @@ def test_bad_arguments_raise_readable_errors(model, bank, files, tmp_path):
     assert engine.model.kernel_dim == 8 and engine.bank.path == files[1]
 
 
-@pytest.mark.parametrize("layout", ["HW", "HW1", "HWC", "RGBA", "NHWC"])
-def test_numpy_uint8_output_rounds_like_torch(layout):
-    """from_rgb_batch's OpenCV path for numpy uint8 images: the same values as torch's mul, round
-    (half to even), clamp and cast, at the rounding boundaries and outside [0, 1] too."""
+@pytest.mark.parametrize("layout", ["HW", "HW1", "HWC", "RGBA", "NHWC", "torch CHW", "torch BCHW"])
+def test_uint8_output_rounds_like_torch(layout):
+    """from_rgb_batch's OpenCV path for uint8 images (numpy, and torch on the CPU): the same values as
+    torch's mul, round (half to even), clamp and cast, at the rounding boundaries and outside [0, 1] too."""
     rng = np.random.default_rng(3)
     shape = {"HW": (5, 40, 40), "HW1": (5, 40, 40, 1), "HWC": (5, 40, 40, 3), "RGBA": (5, 40, 40, 4),
-             "NHWC": (5, 40, 40, 3)}[layout]
+             "NHWC": (5, 40, 40, 3), "torch CHW": (5, 3, 40, 40), "torch BCHW": (5, 3, 40, 40)}[layout]
     image = rng.integers(0, 256, shape, dtype=np.uint8)
-    image = image if layout == "NHWC" else image[0]
+    image = image if layout.endswith("NHWC") or layout.endswith("BCHW") else image[0]
+    image = torch.from_numpy(image) if layout.startswith("torch") else image
     rgb, spec = KF.to_rgb_batch(image)
     halves = torch.from_numpy(((np.arange(rgb[0].numel()) % 256 + 0.5) / 255).astype(np.float32))
     values = torch.stack([halves.view(rgb[0].shape), torch.rand(rgb[0].shape, generator=torch.Generator().manual_seed(0))])
@@ -262,8 +263,12 @@ def test_numpy_uint8_output_rounds_like_torch(layout):
         values = torch.cat((values, spec.alpha), dim=1)
     elif spec.channels == 1:
         values = values.mean(dim=1, keepdim=True)
-    expected = values.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    expected = expected.reshape((-1,) + image.shape[-3:] if layout == "NHWC" else image.shape)
+    expected = values.mul(255).round().clamp(0, 255).to(torch.uint8)
+    if layout.startswith("torch"):
+        assert type(out) is torch.Tensor and out.dtype == torch.uint8 and out.is_contiguous()
+        assert torch.equal(out, expected.reshape(image.shape))
+        return
+    expected = expected.permute(0, 2, 3, 1).numpy().reshape(image.shape)
     assert out.dtype == np.uint8 and out.shape == image.shape and out.flags.c_contiguous
     np.testing.assert_array_equal(out, expected)
 
