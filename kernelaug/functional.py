@@ -316,14 +316,20 @@ def _lerp(sharp: torch.Tensor, blurred: torch.Tensor, strength: torch.Tensor | f
     return torch.lerp(sharp, blurred, strength)
 
 
-#: Images per forward pass on the CPU. Larger passes fell out of cache and got slower per image (psf
-#: preset at 256x256, CPU time per image in two runs, before the blur took columns in chunks: 16.8-16.9
-#: ms for 1 or 2 images per pass, 17.1-23.2 at 4, 20-42 at 8, 43-49 at 16). Measured 2026-12-04 after
-#: the passes around F were cut (learned_blur on 32 images, gopro-lean, 8 interleaved rounds): one
-#: thread, 2 images per pass 0.92-0.99x the time of 1; two threads, 2 images 0.83x the time of 1 and
-#: 4 images 0.98-0.99x the time of 2. (Before that cut, one thread ran 1 image per pass in 0.94x the
-#: time of 2: the choice is within a few per cent either way.)
+#: Images per forward pass on the CPU, at most: one per torch thread up to this many. Larger passes
+#: fell out of cache and got slower per image (psf preset at 256x256, CPU time per image in two runs,
+#: before the blur took columns in chunks: 16.8-16.9 ms for 1 or 2 images per pass, 17.1-23.2 at 4,
+#: 20-42 at 8, 43-49 at 16). Measured 2026-12-04, LearnedBlurBatch on 32 images: one thread,
+#: 1 image per pass 0.94x the time of 2; two threads, 2 images 0.86-0.89x the time of 1. Re-measured
+#: after that day's cuts around F (learned_blur on 32 images, one thread, 4 interleaved rounds):
+#: gopro-small 1 image per pass 0.89-0.93x the time of 2; gopro-lean 0.94-0.99x in one run and
+#: 1.06x in another, an hour apart: this machine's speed drifts by that much.
 CPU_CHUNK = 2
+
+
+def cpu_chunk() -> int:
+    """The default images per forward pass on the CPU: one per torch thread, at most :data:`CPU_CHUNK`."""
+    return max(1, min(CPU_CHUNK, torch.get_num_threads()))
 
 
 def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: str = "resize",
@@ -334,7 +340,7 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
     device for the forward pass and back). codes: (B, C, h, w) or (1, C, h, w) tensor or array,
     any grid size; fitted to the padded image's grid with ``grid_mode`` ("resize" or "tile").
     strength: float or (B,) values in [0, 1], see :func:`blend`. chunk_size: images per forward
-    pass (default: :data:`CPU_CHUNK` on the CPU, the whole batch elsewhere). Returns (B, 3, H, W)
+    pass (default: :func:`cpu_chunk` on the CPU, the whole batch elsewhere). Returns (B, 3, H, W)
     in [0, 1] with the input's dtype and device; the input is not modified. A code holding NaN or
     infinity is a ValueError naming its position in the batch (never a NaN or black image).
     """
@@ -372,7 +378,7 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         codes = codes.expand(batch, -1, -1, -1)
     height, width = sharp.shape[-2:]
     if chunk_size is None:
-        chunk_size = CPU_CHUNK if device.type == "cpu" else batch
+        chunk_size = cpu_chunk() if device.type == "cpu" else batch
     with torch.inference_mode():
         padded, (top, left) = pad_to_multiple(sharp, model.cell)
         grid = adapt_grid(codes, padded.shape[-2] // model.cell, padded.shape[-1] // model.cell, grid_mode)

@@ -425,8 +425,10 @@ def test_seed_worker_finds_nested_transforms(model, bank):
     assert found == [inner]
 
 
-def test_cpu_passes_take_cpu_chunk_images(model, bank, monkeypatch):
-    chunk = KF.CPU_CHUNK
+@pytest.mark.parametrize("threads,chunk", [(1, 1), (2, 2), (3, KF.CPU_CHUNK)])
+def test_cpu_passes_take_one_image_per_thread_up_to_the_cap(model, bank, monkeypatch, threads, chunk):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert KF.cpu_chunk() == chunk
     seen = []
     apply = model.apply
     monkeypatch.setattr(model, "apply", lambda sharp, code: seen.append(sharp.shape[0]) or apply(sharp, code))
