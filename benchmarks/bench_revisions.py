@@ -7,7 +7,8 @@ Each revision's ``kernelaug`` package is taken from git (``git archive``) into a
 and imported from there; both use this checkout's ``pretrained/`` files and installed packages.
 
 Per 256x256 image: ``LearnedBlur`` on a numpy uint8 image and ``LearnedBlurBatch`` per image of a
-batch of 32, with ``kernelaug.keep_freed_memory()`` called first, best of ``--repeats`` rounds.
+batch of 32; ``LearnedBlur`` on a 720x1280 image; ``kernelaug.keep_freed_memory()`` called first,
+best of ``--repeats`` rounds.
 
 Run: python benchmarks/bench_revisions.py --base 3819a1b [--head HEAD] [--models gopro-small gopro-lean] [--rounds 3]
 Writes benchmarks/results/revisions.{json,md}.
@@ -39,6 +40,7 @@ assert ka.__file__.startswith(sys.argv[1]), ka.__file__
 torch.set_num_threads(1)
 ka.keep_freed_memory()
 image = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+large = (np.random.default_rng(2).random((720, 1280, 3)) * 255).astype(np.uint8)
 batch = torch.from_numpy(np.random.default_rng(1).random((32, 3, 256, 256), dtype=np.float32))
 repeats = int(sys.argv[3])
 
@@ -57,7 +59,8 @@ for name in sys.argv[2].split(","):
     engine = ka.LearnedBlur(name, seed=0)
     batched = ka.LearnedBlurBatch(name, seed=0)
     out[name] = {"LearnedBlur": best(lambda: engine(image), 40),
-                 "LearnedBlurBatch": best(lambda: batched(batch), 1) / 32}
+                 "LearnedBlurBatch": best(lambda: batched(batch), 1) / 32,
+                 "LearnedBlur 720x1280": best(lambda: engine(large), 2)}
 print(json.dumps(out))
 """
 
@@ -100,7 +103,7 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     summary = {}
     for name in args.models:
-        for transform in ("LearnedBlur", "LearnedBlurBatch"):
+        for transform in ("LearnedBlur", "LearnedBlurBatch", "LearnedBlur 720x1280"):
             base = [r["ms"][name][transform] for r in runs if r["revision"] == "base"]
             head = [r["ms"][name][transform] for r in runs if r["revision"] == "head"]
             ratios = [h / b for h, b in zip(head, base)]
@@ -110,9 +113,9 @@ def main() -> None:
                          f"**{statistics.median(ratios):.2f}** |")
     base_sha, head_sha = trees["base"][0], trees["head"][0]
     body = (f"# kernelaug {head_sha} (head) against {base_sha} (base)\n\n"
-            f"256x256 RGB, one thread, `keep_freed_memory()` called first; best of {args.repeats} rounds per "
+            f"256x256 RGB unless named, one thread in each measuring process, `keep_freed_memory()` called first; best of {args.repeats} rounds per "
             f"measurement (`LearnedBlur`: 40 calls on a numpy uint8 image; `LearnedBlurBatch`: one batch of 32, "
-            f"per image); each revision in its own fresh process, alternating base and head, {args.rounds} rounds.\n\n"
+            f"per image; `LearnedBlur 720x1280`: 2 calls, ms per image); each revision in its own fresh process, alternating base and head, {args.rounds} rounds.\n\n"
             + "\n".join(lines))
     print(write_results("revisions", {"settings": vars(args), "base": base_sha, "head": head_sha, "runs": runs,
                                       "median_ratio": summary}, body))
