@@ -85,14 +85,15 @@ def _check_values(batch: torch.Tensor, integer: bool) -> torch.Tensor:
     if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
         raise ValueError(f"float images must have values in [0, 1], got [{low:.4g}, {high:.4g}]; "
                          "apply the blur before normalisation (or pass uint8 images)")
-    return batch.clamp(0, 1)
+    return batch if 0 <= low and high <= 1 else batch.clamp(0, 1)  # (the transforms never write into it)
 
 
 def to_rgb_batch(image: Any) -> tuple[torch.Tensor, ImageSpec]:
     """Any supported image (see module docstring) -> (float32 (B, 3, H, W) in [0, 1], spec).
 
-    The returned batch never shares memory with ``image`` in a way that later writes could reach
-    (it is a new tensor whenever a conversion happens, and the transforms never write into it).
+    The returned batch is a new tensor whenever a conversion or a clip happens; a float32 torch
+    image already in [0, 1] is returned as a view of itself. Read it, never write into it (the
+    transforms do not).
     """
     if isinstance(image, np.ndarray):
         return _numpy_to_batch(image)
@@ -383,17 +384,21 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         padded, (top, left) = pad_to_multiple(sharp, model.cell)
         grid = adapt_grid(codes, padded.shape[-2] // model.cell, padded.shape[-1] // model.cell, grid_mode)
         grid = grid.contiguous()
-    # Each chunk is blended and clipped while it is still in cache (one pass over a large batch saved).
+    # Each chunk is blended and clipped while it is still in cache, into the output (no pass over the batch after).
     # Outside inference mode: the result is a normal tensor, usable in autograd graphs downstream
     # (no gradient flows through F itself).
-    chunks = []
+    out = None
     for start in range(0, batch, chunk_size):
         part = slice(start, start + chunk_size)
         with torch.inference_mode():
             blurred = model.apply(padded[part], grid[part])[..., top:top + height, left:left + width]
         chunk_strength = strength if isinstance(strength, float) else strength[part]
-        chunks.append(_lerp(sharp[part], blurred, chunk_strength).clamp(0, 1))
-    out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        blended = _lerp(sharp[part], blurred, chunk_strength)
+        if chunk_size >= batch:
+            out = blended.clamp(0, 1)
+        else:  # into one output, no concatenation after the loop
+            out = torch.empty_like(sharp) if out is None else out
+            torch.clamp(blended, 0, 1, out=out[part])
     return out.to(device=images.device, dtype=images.dtype)
 
 
