@@ -259,6 +259,8 @@ def test_uint8_output_rounds_like_torch(layout):
     values = torch.cat([values, values.nextafter(torch.tensor(2.0)), values * 1.2 - 0.1])[:rgb.shape[0]]
     values[0, 0, 0, :3] = torch.tensor([-0.5, 1.5, 0.5 / 255])
     out = KF.from_rgb_batch(values, spec)
+    with_grad = KF.from_rgb_batch(values.clone().requires_grad_(), spec)  # uint8 out: no gradient to keep
+    assert (torch.equal if layout.startswith("torch") else np.array_equal)(with_grad, out)
     if spec.channels == 4:
         values = torch.cat((values, spec.alpha), dim=1)
     elif spec.channels == 1:
@@ -440,6 +442,19 @@ def test_empty_batch_gives_an_empty_result(model):
     images = torch.rand(0, 3, 64, 64)
     out = KF.learned_blur(images, torch.zeros(0, model.kernel_dim, 1, 1), model)
     assert out.shape == images.shape and out.dtype == images.dtype
+
+
+def test_chunked_learned_blur_passes_gradients_to_the_images(model, bank):
+    """Chunks are clamped into one output outside autograd; images that need a gradient (a blend with
+    strength < 1 depends on them) go through a path that keeps it, with the same values."""
+    codes = torch.from_numpy(bank.sample(3, rng=0))
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    grads = []
+    for chunk in (1, 3):
+        out = KF.learned_blur(images, codes, model, strength=0.5, chunk_size=chunk)
+        grads.append(torch.autograd.grad(out.sum(), images)[0])
+        assert torch.allclose(out, KF.learned_blur(images.detach(), codes, model, strength=0.5, chunk_size=chunk))
+    assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
 
 
 def test_chunked_forward_equals_one_pass(model, bank):

@@ -355,7 +355,7 @@ class KernelBank:
     def _codes_in_memory(self) -> np.ndarray | None:
         """Every code as float32, read once per process, for banks up to MEMORY_CODES_BYTES; else None."""
         if self._memory is None and self._length * 4 * int(np.prod(self.code_shape)) <= MEMORY_CODES_BYTES:
-            self._memory = self._read("codes", np.s_[:]).astype(np.float32, copy=False)
+            self._memory = self._read("codes", np.s_[:self._length]).astype(np.float32, copy=False)
         return self._memory
 
     def __getitem__(self, key) -> np.ndarray:

@@ -183,8 +183,9 @@ class DeblurResult:
 # -- helpers -------------------------------------------------------------------------------------
 def prepare_blurry(image: Any) -> torch.Tensor:
     """The blurry input as a (1, 3, H, W) float32 tensor in [0, 1]: numpy HWC or torch CHW / (1, C, H, W),
-    grayscale replicated, alpha dropped. ValueError for other channel counts, NaN/Inf, batches of
-    several images, or sides under :data:`MIN_SIZE`."""
+    grayscale replicated, alpha dropped; a float32 tensor already in [0, 1] may come back as a view of
+    ``image`` (read it, never write into it). ValueError for other channel counts, NaN/Inf, batches
+    of several images, or sides under :data:`MIN_SIZE`."""
     batch, _ = to_rgb_batch(image)
     if batch.shape[0] != 1:
         raise ValueError(f"deblurring takes one image at a time, got a batch of {batch.shape[0]}")

@@ -73,9 +73,16 @@ def _blend_windows(windows: torch.Tensor, weights: torch.Tensor, cell: int, band
     else:
         torch.mul(middle, inner, out=out)
     if windows.shape[-2] > 1:
-        out[..., 1:, :half].addcmul_(windows[..., :-1, cell + half:], weights[:-1, cell + half:])
-        out[..., :-1, cell - half:].addcmul_(windows[..., 1:, :half], weights[1:, :half])
+        _add_bands(out[..., :-1, :], out[..., 1:, :], windows[..., :-1, :], windows[..., 1:, :],
+                   weights[:-1], weights[1:], cell, half)
     return out.flatten(-2)
+
+
+def _add_bands(left, right, left_window, right_window, left_weights, right_weights, cell: int, half: int) -> None:
+    """Add across the boundary between neighbouring output cells ``left`` and ``right`` (..., cell):
+    the left window's last ``half`` pixels into the right cell, the right window's first into the left."""
+    right[..., :half].addcmul_(left_window[..., cell + half:], left_weights[..., cell + half:])
+    left[..., cell - half:].addcmul_(right_window[..., :half], right_weights[..., :half])
 
 
 #: Bytes of y-spectrum that nonuniform_blur processes at once when an image has more than twice as
@@ -150,8 +157,8 @@ def nonuniform_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: in
             cells = out.view(batch, channels, height, cols, cell)
         _blend_windows(lines, across[part], cell, band, out=cells[:, :, :, part])
         if previous is not None:
-            cells[:, :, :, first, :half].addcmul_(previous[..., cell + half:], across[first - 1, cell + half:])
-            cells[:, :, :, first - 1, cell - half:].addcmul_(lines[..., 0, :half], across[first, :half])
+            _add_bands(cells[:, :, :, first - 1], cells[:, :, :, first], previous, lines[..., 0, :],
+                       across[first - 1], across[first], cell, half)
         previous = lines[..., -1, :]
     return out
 

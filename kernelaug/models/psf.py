@@ -176,11 +176,16 @@ def add_upsampled(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
+def _phase_offsets(factor: int) -> list[float]:
+    """Output ``factor * i + j`` of a bilinear upsampling sits at input ``i + offset[j]``: a lerp
+    towards the previous (offset < 0) or the next neighbour."""
+    return [(j + 0.5) / factor - 0.5 for j in range(factor)]
+
+
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` by fixed weights
     on shifted slices: O(pixels), where a bilinear matrix product costs O(pixels x side)."""
-    # Output factor * i + j sits at input i + (j + 0.5) / factor - 0.5: a lerp towards a neighbour.
-    offsets = [(j + 0.5) / factor - 0.5 for j in range(factor)]
+    offsets = _phase_offsets(factor)
 
     def along(t: torch.Tensor, dim: int) -> torch.Tensor:
         size = t.shape[dim]
@@ -215,8 +220,7 @@ def add_upsampled_(x: torch.Tensor, low: torch.Tensor, factor: int) -> torch.Ten
     padded = torch.cat((wide[..., :1, :], wide, wide[..., -1:, :]), dim=2)
     before, here, after = padded[..., :rows, :], padded[..., 1:rows + 1, :], padded[..., 2:, :]
     phases = x.view(batch, channels, rows, factor, cols * factor)
-    for j in range(factor):
-        offset = (j + 0.5) / factor - 0.5  # as in upsample
+    for j, offset in enumerate(_phase_offsets(factor)):
         phases[:, :, :, j].add_(torch.lerp(here, before if offset < 0 else after, abs(offset)))
     return x
 
@@ -392,7 +396,8 @@ class PsfBlurModel(BlurModel):
         linear = curve.to_linear(sharp)
         if linear.requires_grad or boost.requires_grad:
             return torch.addcmul(linear, boost, F.relu(linear - knee).div(1 - knee))
-        # Outside autograd: the division on the one-channel boost map, in place on the curve's own result.
+        # Outside autograd: the division on the one-channel boost map; in place on the curve's result
+        # when it is its own (the linear curve returns the input itself).
         above = (linear - knee).relu_()
         boost = boost / (1 - knee)
         return torch.addcmul(linear, boost, above) if linear is sharp else linear.addcmul_(boost, above)
