@@ -210,31 +210,32 @@ def from_rgb_batch(batch: torch.Tensor, spec: ImageSpec) -> Any:
         batch = batch.mean(dim=1, keepdim=True)
     elif spec.channels == 4:
         batch = torch.cat((batch, spec.alpha.to(batch.device)), dim=1)
-    if spec.kind == "numpy" and spec.scale == 255.0:
-        images = [cv2.merge(list(planes)) for planes in _uint8_planes(batch)]
-        if spec.layout == "HW":
-            return images[0]
-        images = [image.reshape(*image.shape[:2], spec.channels) for image in images]  # merge drops an axis of 1
-        return images[0] if spec.layout == "HWC" else np.stack(images)
-    integer_dtype = torch.uint8 if spec.scale == 255.0 else torch.int32
-    if spec.kind == "numpy":
-        batch = batch.mul(spec.scale).round_().clamp_(0, spec.scale) if spec.integer else batch
-        # uint16 and float: torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as
-        # numpy.ascontiguousarray, and float32 faster than integers (measured for uint8: 0.16 vs 0.21 ms
-        # at 256x256 for the whole conversion): narrow after it.
-        nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous()
-        nhwc = (nhwc.to(integer_dtype) if spec.integer else nhwc).numpy().astype(spec.dtype, copy=False)
-        if spec.layout == "HW":
-            return np.ascontiguousarray(nhwc[0, :, :, 0])
-        if spec.layout == "HWC":
-            return np.ascontiguousarray(nhwc[0])
-        return np.ascontiguousarray(nhwc)
-    if spec.integer and batch.device.type == "cpu":
-        out = torch.from_numpy(_uint8_planes(batch))
-    elif spec.integer:
-        out = batch.mul(spec.scale).round_().clamp_(0, spec.scale).to(integer_dtype)
+    by_opencv = spec.scale == 255.0 and (spec.kind == "numpy" or batch.device.type == "cpu")
+    if by_opencv:
+        planes = _uint8_planes(batch)
+        if spec.kind == "numpy":
+            images = [cv2.merge(list(image)) for image in planes]
+            if spec.layout == "HW":
+                return images[0]
+            images = [image.reshape(*image.shape[:2], spec.channels) for image in images]  # merge drops an axis of 1
+            return images[0] if spec.layout == "HWC" else np.stack(images)
+        out = torch.from_numpy(planes)
     else:
-        out = batch
+        integer_dtype = torch.uint8 if spec.scale == 255.0 else torch.int32
+        if spec.integer:
+            batch = batch.mul(spec.scale).round_().clamp_(0, spec.scale)
+        if spec.kind == "numpy":
+            # uint16 and float: torch transposes (1, 3, H, W) -> (1, H, W, 3) about twice as fast as
+            # numpy.ascontiguousarray, and float32 faster than integers (measured for uint8: 0.16 vs 0.21 ms
+            # at 256x256 for the whole conversion): narrow after it.
+            nhwc = batch.permute(0, 2, 3, 1).cpu().contiguous()
+            nhwc = (nhwc.to(integer_dtype) if spec.integer else nhwc).numpy().astype(spec.dtype, copy=False)
+            if spec.layout == "HW":
+                return np.ascontiguousarray(nhwc[0, :, :, 0])
+            if spec.layout == "HWC":
+                return np.ascontiguousarray(nhwc[0])
+            return np.ascontiguousarray(nhwc)
+        out = batch.to(integer_dtype) if spec.integer else batch
     out = out.to(device=spec.device, dtype=spec.dtype)
     if spec.layout == "HW":
         out = out[0, 0]
@@ -395,14 +396,13 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
             blurred = model.apply(padded[part], grid[part])[..., top:top + height, left:left + width]
         chunk_strength = strength if isinstance(strength, float) else strength[part]
         blended = _lerp(sharp[part], blurred, chunk_strength)
-        if chunk_size >= batch:
-            out = blended.clamp(0, 1)
-        elif blended.requires_grad:  # (out= takes no part in autograd)
+        if blended.requires_grad:  # (out= takes no part in autograd)
             chunks.append(blended.clamp(0, 1))
         else:  # into one output, no concatenation after the loop
             out = torch.empty_like(sharp) if out is None else out
             torch.clamp(blended, 0, 1, out=out[part])
-    out = torch.cat(chunks) if chunks else out
+    if chunks:
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
     return out.to(device=images.device, dtype=images.dtype)
 
 
