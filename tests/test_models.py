@@ -31,6 +31,16 @@ class TestShapes:
         assert torch.isfinite(out).all()
         assert out.min() > -0.5 and out.max() < 1.5
 
+    def test_render_of_decoded_slices_is_apply(self, model):
+        # learned_blur decodes a batch's codes once and renders the images in chunks
+        sharp = torch.rand(3, 3, 128, 256)
+        code = torch.randn(3, *model.code_shape(128, 256))
+        with torch.no_grad():
+            params = model.decode(code)
+            whole = model.apply(sharp, code)
+            for part in (slice(0, 1), slice(1, 3)):
+                torch.testing.assert_close(model.render(sharp[part], params[part]), whole[part], rtol=0, atol=1e-6)
+
     def test_paper_code_is_one_cell_per_128_pixels(self):
         assert build_model("tiny").code_shape(128, 256) == (PRESETS["tiny"].kernel_dim, 1, 2)
 

@@ -313,8 +313,8 @@ def test_learned_blur_hands_the_operator_a_contiguous_batch(shipped, monkeypatch
     assert not rgb.is_contiguous()
     codes = torch.randn(1, shipped.kernel_dim, 2, 2, generator=torch.Generator().manual_seed(8))
     seen = []
-    apply = shipped.apply
-    monkeypatch.setattr(shipped, "apply", lambda image, code: seen.append(image.is_contiguous()) or apply(image, code))
+    render = shipped.render
+    monkeypatch.setattr(shipped, "render", lambda image, params: seen.append(image.is_contiguous()) or render(image, params))
     blurred = learned_blur(rgb, codes, shipped)
     assert seen == [True]
     assert torch.equal(blurred, learned_blur(rgb.contiguous(), codes, shipped))

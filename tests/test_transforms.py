@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import kernelaug as ka
 from kernelaug import functional as KF
+from kernelaug.bank.codes import adapt_grid
 from kernelaug.transforms import CodeSampler, LearnedBlur, LearnedBlurBatch, seed_worker
 from transform_checker import (BlurDataset, CodeDataset, check_transform, sharpness, textured, tiny_model,
                                write_bank)
@@ -432,10 +433,27 @@ def test_cpu_passes_take_one_image_per_thread_up_to_the_cap(model, bank, monkeyp
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     assert KF.cpu_chunk() == chunk
     seen = []
-    apply = model.apply
-    monkeypatch.setattr(model, "apply", lambda sharp, code: seen.append(sharp.shape[0]) or apply(sharp, code))
+    render = model.render
+    monkeypatch.setattr(model, "render", lambda sharp, params: seen.append(sharp.shape[0]) or render(sharp, params))
     KF.learned_blur(torch.rand(3, 3, 64, 64), torch.from_numpy(bank.sample(3, rng=0)), model)
     assert seen == [chunk] * (3 // chunk) + ([3 % chunk] if 3 % chunk else [])
+
+
+@pytest.mark.parametrize("decode_cells", [1, 2, 3, 4096])
+def test_codes_decoded_once_per_group_of_chunks_blur_as_one_by_one(model, bank, monkeypatch, decode_cells):
+    # 5 images of 64x64 (one cell each) in chunks of 2: groups of 2 (1 and 2 cells), 2 (3 cells: a whole
+    # number of chunks) or all 5 images per decode; each image as model.apply would blur it alone.
+    monkeypatch.setattr(KF, "DECODE_CELLS", decode_cells)
+    decoded = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda code: decoded.append(code.shape[0]) or decode(code))
+    images = torch.rand(5, 3, 64, 64)
+    codes = adapt_grid(torch.from_numpy(bank.sample(5, rng=1)), 1, 1, "resize")
+    out = KF.learned_blur(images, codes, model, chunk_size=2)
+    assert decoded == ([5] if decode_cells == 4096 else [2, 2, 1])
+    with torch.no_grad():
+        alone = torch.cat([model.apply(images[i:i + 1], codes[i:i + 1]).clamp(0, 1) for i in range(5)])
+    torch.testing.assert_close(out, alone, rtol=0, atol=1e-6)
 
 
 def test_empty_batch_gives_an_empty_result(model):

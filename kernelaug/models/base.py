@@ -40,6 +40,16 @@ class BlurModel(nn.Module):
         """F: blur ``sharp`` with ``code``."""
         raise NotImplementedError
 
+    def decode(self, code: torch.Tensor):
+        """What F makes of a code before it sees an image, for :meth:`render`: a tensor or an object
+        sliced along the batch like one (``params[i:j]``). Default: the code itself. Lets a caller
+        decode a whole batch once and render it in chunks (:func:`kernelaug.functional.learned_blur`)."""
+        return code
+
+    def render(self, sharp: torch.Tensor, params) -> torch.Tensor:
+        """F from decoded parameters: ``render(x, decode(k))`` equals ``apply(x, k)``."""
+        return self.apply(sharp, params)
+
     def extract(self, sharp: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
         """G(sharp, blurry) -> code; the VAE mean when the model has a VAE head."""
         self.check_pair(sharp, blurry)

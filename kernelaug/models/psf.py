@@ -17,6 +17,7 @@ its first training step, and trains in minutes on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -254,6 +255,11 @@ class BlurParameters:
     log_gamma: torch.Tensor  # (B, 1, h, w): local gamma = global gamma * exp(log_gamma)
     boost: torch.Tensor      # (B, 1, h, w): highlight expansion above the knee
     features: torch.Tensor | None  # (B, R, h, w): per-cell bias of the residual network (None without one)
+
+    def __getitem__(self, images: slice) -> BlurParameters:
+        """The parameters of some images of the batch (``params[i:j]``), as views."""
+        values = (getattr(self, field.name) for field in dataclasses.fields(self))
+        return BlurParameters(*(None if value is None else value[images] for value in values))
 
 
 class PsfBlurModel(BlurModel):
