@@ -392,8 +392,8 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         grid = adapt_grid(codes, padded.shape[-2] // model.cell, padded.shape[-1] // model.cell, grid_mode)
         grid = grid.contiguous()
         model.check_code(padded, grid)
-    # Codes are decoded for several chunks at once: decoded chunk by chunk, the decoder's weights came back
-    # into cache for every image (LearnedBlurBatch, gopro-lean, one thread: 4.11 vs 4.41 ms per image).
+    # Codes are decoded for several chunks at once: decoded chunk by chunk, the decoder's weights come back
+    # into cache for every image (0.26 vs 0.16 ms per decode here; LearnedBlurBatch 0.97-0.98x, revisions.md).
     cells = grid.shape[-2] * grid.shape[-1]
     per_decode = chunk_size * max(1, DECODE_CELLS // (chunk_size * cells))
     # Each chunk is blended and clipped while it is still in cache, into the output (no pass over the batch after).
