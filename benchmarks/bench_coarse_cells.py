@@ -32,6 +32,7 @@ from bench_gopro import DEPENDENT
 from kernelaug.data.pairs import find_pairs
 from kernelaug.learn.evaluate import load_crops
 from kernelaug.learn.refine import REFINE_LR
+from kernelaug.metrics import psnr
 from kernelaug.models import load_model
 from kernelaug.models.nonuniform import nonuniform_blur
 
@@ -53,12 +54,9 @@ def blur_ms(psf_size: int, band: int, cell: int, rounds: int) -> list[float]:
     return times
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / ((a.clamp(0, 1) - b) ** 2).mean()))
-
-
 def refined_psnr(model, sharp, blurry, code, expand, steps: int) -> float:
-    """PSNR of F(x, expand(k)) against y after ``steps`` Adam steps on k."""
+    """PSNR of F(x, expand(k)) against y after ``steps`` Adam steps on k. kernelaug.learn.refine_codes'
+    loop, with the code expanded before F (the coarse code lives on 2x2 cells)."""
     code = code.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([code], lr=REFINE_LR)
     for _ in range(steps):
@@ -66,7 +64,7 @@ def refined_psnr(model, sharp, blurry, code, expand, steps: int) -> float:
         (code.grad,) = torch.autograd.grad(loss, code)
         optimiser.step()
     with torch.no_grad():
-        return psnr(model.apply(sharp, expand(code)), blurry)
+        return float(psnr(model.apply(sharp, expand(code)), blurry)[0])
 
 
 def main() -> None:
@@ -95,7 +93,7 @@ def main() -> None:
             x, y = sharp[None], blurry[None]
             with torch.no_grad():
                 code = model.extract(x, y)
-            per_pair.append({"pair_id": pair.pair_id, "blurry_psnr": psnr(x, y),
+            per_pair.append({"pair_id": pair.pair_id, "blurry_psnr": float(psnr(x, y)[0]),
                              "fine": refined_psnr(model, x, y, code, lambda k: k, args.steps),
                              "coarse": refined_psnr(model, x, y, F.avg_pool2d(code, 2), tile, args.steps)})
             print(name, per_pair[-1], flush=True)

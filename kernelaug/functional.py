@@ -331,7 +331,7 @@ CPU_CHUNK = 2
 
 
 #: Code cells that learned_blur decodes at once, at most (more when one chunk has more): 4096 cells of
-#: 47x47 PSFs are 36 MB, the codes of 256 images of 256x256 or 17 of 768x1280.
+#: 47x47 PSFs are 36 MB, the codes of 256 images of 256x256 or 16-17 of 768x1280 (rounded down to whole chunks).
 DECODE_CELLS = 4096
 
 
@@ -393,7 +393,8 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         grid = grid.contiguous()
         model.check_code(padded, grid)
     # Codes are decoded for several chunks at once: decoded chunk by chunk, the decoder's weights come back
-    # into cache for every image (0.26 vs 0.16 ms per decode here; LearnedBlurBatch 0.97-0.98x, revisions.md).
+    # into cache for every image (timed by hand: 0.26 ms per decode cold,
+    # 0.16 ms warm; LearnedBlurBatch 0.97-0.98x, revisions.md).
     cells = grid.shape[-2] * grid.shape[-1]
     per_decode = chunk_size * max(1, DECODE_CELLS // (chunk_size * cells))
     # Each chunk is blended and clipped while it is still in cache, into the output (no pass over the batch after).

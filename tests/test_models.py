@@ -41,6 +41,13 @@ class TestShapes:
             for part in (slice(0, 1), slice(1, 3)):
                 torch.testing.assert_close(model.render(sharp[part], params[part]), whole[part], rtol=0, atol=1e-6)
 
+    def test_decoded_parameters_refuse_an_index_that_is_not_a_slice(self):
+        # an int would drop the batch dimension of every field and render would misread them
+        psf_model = build_model("psf-tiny")
+        params = psf_model.decode(torch.randn(2, *psf_model.code_shape(128, 128)))
+        with pytest.raises(TypeError, match="slice"):
+            params[0]
+
     def test_paper_code_is_one_cell_per_128_pixels(self):
         assert build_model("tiny").code_shape(128, 256) == (PRESETS["tiny"].kernel_dim, 1, 2)
 

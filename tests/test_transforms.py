@@ -439,10 +439,10 @@ def test_cpu_passes_take_one_image_per_thread_up_to_the_cap(model, bank, monkeyp
     assert seen == [chunk] * (3 // chunk) + ([3 % chunk] if 3 % chunk else [])
 
 
-@pytest.mark.parametrize("decode_cells", [1, 2, 3, 4096])
-def test_codes_decoded_once_per_group_of_chunks_blur_as_one_by_one(model, bank, monkeypatch, decode_cells):
-    # 5 images of 64x64 (one cell each) in chunks of 2: groups of 2 (1 and 2 cells), 2 (3 cells: a whole
-    # number of chunks) or all 5 images per decode; each image as model.apply would blur it alone.
+@pytest.mark.parametrize("decode_cells, groups", [(1, [2, 2, 1]), (2, [2, 2, 1]), (3, [2, 2, 1]), (4, [4, 1]), (4096, [5])])
+def test_codes_decoded_once_per_group_of_chunks_blur_as_one_by_one(model, bank, monkeypatch, decode_cells, groups):
+    # 5 images of 64x64 (one cell each) in chunks of 2: groups of 2 (1 to 3 cells: at least one chunk, and
+    # whole chunks), 4 (4 cells) or all 5 images per decode; each image as model.apply would blur it alone.
     monkeypatch.setattr(KF, "DECODE_CELLS", decode_cells)
     decoded = []
     decode = model.decode
@@ -450,7 +450,7 @@ def test_codes_decoded_once_per_group_of_chunks_blur_as_one_by_one(model, bank, 
     images = torch.rand(5, 3, 64, 64)
     codes = adapt_grid(torch.from_numpy(bank.sample(5, rng=1)), 1, 1, "resize")
     out = KF.learned_blur(images, codes, model, chunk_size=2)
-    assert decoded == ([5] if decode_cells == 4096 else [2, 2, 1])
+    assert decoded == groups
     with torch.no_grad():
         alone = torch.cat([model.apply(images[i:i + 1], codes[i:i + 1]).clamp(0, 1) for i in range(5)])
     torch.testing.assert_close(out, alone, rtol=0, atol=1e-6)

@@ -10,7 +10,8 @@ class BlurModel(nn.Module):
     """A kernel encoder: ``extract(sharp, blurry) -> code`` (G) and ``apply(sharp, code) -> blurry`` (F).
 
     Images are (B, 3, H, W) float tensors in [0, 1] with H and W multiples of ``cell``; codes are
-    (B, kernel_dim, H / cell, W / cell). Subclasses implement ``encode`` and ``apply``.
+    (B, kernel_dim, H / cell, W / cell). Subclasses implement ``encode`` and ``apply``, and may split
+    ``apply`` into ``decode`` (the code's parameters, once per batch) and ``render`` (the image from them).
     """
 
     def __init__(self, config):
@@ -47,7 +48,8 @@ class BlurModel(nn.Module):
         return code
 
     def render(self, sharp: torch.Tensor, params) -> torch.Tensor:
-        """F from decoded parameters: ``render(x, decode(k))`` equals ``apply(x, k)``."""
+        """F from decoded parameters: ``render(x, decode(k))`` equals ``apply(x, k)``. A subclass overrides
+        both ``decode`` and ``render`` or neither."""
         return self.apply(sharp, params)
 
     def extract(self, sharp: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:

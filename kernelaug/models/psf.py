@@ -258,6 +258,8 @@ class BlurParameters:
 
     def __getitem__(self, images: slice) -> BlurParameters:
         """The parameters of some images of the batch (``params[i:j]``), as views."""
+        if not isinstance(images, slice):
+            raise TypeError(f"BlurParameters are sliced by a slice of images (params[i:j]), not {type(images).__name__}")
         values = (getattr(self, field.name) for field in dataclasses.fields(self))
         return BlurParameters(*(None if value is None else value[images] for value in values))
 
