@@ -393,8 +393,8 @@ def learned_blur(images: torch.Tensor, codes, model, strength=1.0, grid_mode: st
         grid = grid.contiguous()
         model.check_code(padded, grid)
     # Codes are decoded for several chunks at once: decoded chunk by chunk, the decoder's weights come back
-    # into cache for every image (timed by hand: 0.26 ms per decode cold,
-    # 0.16 ms warm; LearnedBlurBatch 0.97-0.98x, revisions.md).
+    # into cache for every image (timed by hand: 0.26 ms per decode cold, 0.16 ms warm; LearnedBlurBatch
+    # 0.97-0.98x, revisions.md).
     cells = grid.shape[-2] * grid.shape[-1]
     per_decode = chunk_size * max(1, DECODE_CELLS // (chunk_size * cells))
     # Each chunk is blended and clipped while it is still in cache, into the output (no pass over the batch after).
