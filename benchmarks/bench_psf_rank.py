@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import time
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from _common import write_results
+from _common import best_per_call, write_results
 from bench_gopro import DEPENDENT
 from kernelaug.bank.codes import adapt_grid
 from kernelaug.bank import resolve_bank
@@ -84,14 +83,9 @@ def basis_blur(image: torch.Tensor, psfs: torch.Tensor, cell: int, band: int, ra
     return (blurred * maps[:, :, None]).sum(1)
 
 
-def best_ms(fn, calls: int = 10) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+def best_ms(fn) -> float:
+    """Best of 10 calls, in ms."""
+    return best_per_call(fn, calls=1, repeats=10)[0] * 1e3
 
 
 def main() -> None:
